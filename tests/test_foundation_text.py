@@ -1,0 +1,37 @@
+"""Japanese normalisation on real examples residents and recognisers produce."""
+import pytest
+
+from shared.text import katakana_to_hiragana, normalize, strip_punctuation
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("ｺﾝﾋﾞﾆで住民票", "コンビニで住民票"),                     # half-width kana
+    ("ＡＢＣ　１２３", "abc 123"),                               # full-width ASCII + ideographic space
+    ("マイナンバーカ－ド", "マイナンバーカード"),                  # dash used as long vowel
+    ("サーーバー", "サーバー"),                                   # doubled long vowel
+    ("粗大ごみの申し込み", "粗大ごみの申込"),                      # okurigana variant
+    ("引っ越しの手続きは？", "引越の手続は?"),
+    ("問い合わせ先", "問合せ先"),
+    ("霞ヶ関", "霞ケ関"),
+    ("ヴァイオリン教室", "バイオリン教室"),
+    ("  住民票\n\tの写し ", "住民票 の写し"),
+    ("①番窓口", "1番窓口"),
+    ("9時〜17時", "9時~17時"),
+])
+def test_normalize_examples(raw, expected):
+    assert normalize(raw) == expected
+
+
+def test_normalize_keeps_meaning_words():
+    # hyphen between ASCII/digits is not a long vowel
+    assert normalize("A-1") == "a-1"
+    assert normalize("コンビニ〜") == "コンビニ~"
+    assert normalize("") == ""
+
+
+def test_strip_punctuation_for_cer():
+    assert strip_punctuation("はい、承認します。「議案」（第１号）") == "はい承認します議案第1号"
+
+
+def test_kana_conversion():
+    assert katakana_to_hiragana("ゴミ") == "ごみ"
