@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -25,7 +24,6 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     base_url: str = ""  # public URL shown in messages; derived from host/port when empty
-    secret_key: str = ""  # signs nothing secret-critical; generated into HOME/secret.key when empty
     cookie_secure: bool = False  # set true behind HTTPS
     session_hours: int = 8
     max_request_bytes: int = 1_000_000  # JSON/form bodies
@@ -116,23 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     values.update(overrides)
     if "home" in values:
         values["home"] = Path(values["home"])
-    settings = Settings(**values)
-    if not settings.secret_key:
-        settings = dataclasses.replace(settings, secret_key=_stored_secret(settings.home))
-    return settings
-
-
-def _stored_secret(home: Path) -> str:
-    path = home / "secret.key"
-    if path.exists():
-        return path.read_text().strip()
-    home.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return key
+    return Settings(**values)
 
 
 def documented_variables() -> list[tuple[str, str]]:
