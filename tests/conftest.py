@@ -76,3 +76,73 @@ def page_csrf(client, path: str = "/account/password") -> str:
     import re
     page = client.get(path)
     return re.search(r'<meta name="csrf-token" content="([^"]*)"', page.text).group(1)
+
+
+# --- browser tests: a real uvicorn server and Debian's chromium through Playwright -------------
+
+import socket
+import threading
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+AXE_JS = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture
+def live_server(app):
+    """The real app served by uvicorn on a free port in a background thread; yields its base URL."""
+    import uvicorn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    import time
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--headless", "--disable-gpu",
+                                    "--disable-background-networking", "--disable-component-update",
+                                    "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(locale="ja-JP")
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:
+    """Run axe-core (npm package, see tests/package.json) on the page; serious/critical only."""
+    if not AXE_JS.exists():
+        pytest.fail("axe-core missing: run `npm install --prefix tests`")
+    # Evaluated through the DevTools protocol, so the page's strict CSP (no inline scripts) stays on.
+    page.evaluate(AXE_JS.read_text(encoding="utf-8"))
+    result = page.evaluate("axe.run()")
+    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+             "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in result["violations"] if v["impact"] in impacts]
+
+
+def browser_login(page, base_url: str, username: str, password: str = TEST_PASSWORD):
+    page.goto(base_url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
