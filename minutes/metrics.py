@@ -1,0 +1,78 @@
+"""Evaluation helpers shared by the tests and ``bench/minutes.py``: CER and punctuation F1.
+
+CER: character error rate after NFKC and removing punctuation and spaces
+(``shared.text.strip_punctuation``), Levenshtein distance / reference length.
+Punctuation F1: marks (。、) are placed on the reference's characters through a character
+alignment of hypothesis and reference, then compared as (position, mark) pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.text import strip_punctuation
+from minutes.punctuate import punctuation_positions
+
+
+def _align(hyp: str, ref: str) -> tuple[int, list[int | None]]:
+    """Edit distance and, for each hyp char, the ref index it aligns to (None: inserted)."""
+    n, m = len(hyp), len(ref)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        hi = hyp[i - 1]
+        row, prev = d[i], d[i - 1]
+        for j in range(1, m + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (hi != ref[j - 1]))
+    mapping: list[int | None] = [None] * n
+    i, j = n, m
+    while i > 0 and j > 0:
+        if d[i][j] == d[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]):
+            mapping[i - 1] = j - 1
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return d[n][m], mapping
+
+
+def cer(hyp: str, ref: str) -> float:
+    h, r = strip_punctuation(hyp), strip_punctuation(ref)
+    if not r:
+        return 0.0 if not h else 1.0
+    dist, _ = _align(h, r)
+    return dist / len(r)
+
+
+@dataclass(frozen=True)
+class PunctScore:
+    precision: float
+    recall: float
+    f1: float
+    tp: int
+    n_hyp: int
+    n_ref: int
+
+
+def punctuation_f1(hyp: str, ref: str, *, match_mark: bool = True) -> PunctScore:
+    """F1 of 。、 placement. ``match_mark=False`` counts any mark at the right place."""
+    h_plain, h_marks = punctuation_positions(hyp)
+    r_plain, r_marks = punctuation_positions(ref)
+    _, mapping = _align(h_plain, r_plain)
+    projected = set()
+    for idx, mark in h_marks:
+        # the mark follows hyp char idx; if that char is an insertion, use the previous aligned one
+        k = idx
+        while k >= 0 and mapping[k] is None:
+            k -= 1
+        if k >= 0:
+            projected.add((mapping[k], mark if match_mark else "*"))
+    ref_set = {(i, m if match_mark else "*") for i, m in r_marks}
+    tp = len(projected & ref_set)
+    p = tp / len(projected) if projected else 0.0
+    r = tp / len(ref_set) if ref_set else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return PunctScore(p, r, f, tp, len(projected), len(ref_set))

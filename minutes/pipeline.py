@@ -1,0 +1,191 @@
+"""The minutes pipeline, usable by the CLI (one call) and by a job worker (streamed, resumable).
+
+Two phases:
+
+1. **Recognition** (long, streamed): :func:`prepare` decodes the recording and runs the VAD once;
+   :func:`iter_segments` yields :class:`~minutes.types.Segment` objects as Whisper produces them,
+   each already checked by the hallucination filter (``segment.dropped`` set, not removed).
+   A worker stores every yielded segment; after a crash it calls :func:`iter_segments` again with
+   ``start=last.end, first_index=last.index + 1`` (see :func:`resume_point`).
+2. **Assembly** (fast, repeatable): :func:`assemble` turns *all* stored segments into utterances
+   (speaker turns, punctuation, glossary, 整文) and the minutes draft. It can be re-run at any
+   time, e.g. with another glossary or a speaker count, without recognising the audio again.
+
+:func:`run` does both, for the CLI.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.config import Settings
+from minutes import audio as audio_mod
+from minutes import cleanup, glossary as glossary_mod, hallucination, punctuate, speakers
+from minutes.draft import MinutesDraft, MinutesHeader, build_draft
+from minutes.transcribe import Progress, TranscribeOptions, transcribe
+from minutes.types import Segment, SpeechRegion, Utterance
+from minutes.vad import detect_speech
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineOptions:
+    model: str | None = None  # overrides settings.whisper_model (folder or name)
+    language: str | None = "ja"
+    beam_size: int | None = None  # None: settings.whisper_beam_size
+    word_timestamps: bool = True
+    vad: bool = True
+    block_s: float = 600.0
+    hallucination: hallucination.HallucinationParams = field(
+        default_factory=hallucination.HallucinationParams)
+    # assembly
+    glossary: glossary_mod.Glossary | None = None
+    turn_gap_s: float = 1.0  # without clustering: a pause this long starts a new line
+    unit_gap_s: float = 0.3  # with clustering: units split at pauses this long, then clustered
+    num_speakers: int | None = None  # known number of speakers (clusters merged down to it)
+    cluster_speakers: bool = True  # light acoustic clustering when no diarization is given
+    header: MinutesHeader | None = None
+
+    def transcribe_options(self, settings: Settings) -> TranscribeOptions:
+        return TranscribeOptions(
+            language=self.language,
+            beam_size=self.beam_size or settings.whisper_beam_size,
+            word_timestamps=self.word_timestamps, vad=self.vad, block_s=self.block_s)
+
+
+@dataclass
+class Prepared:
+    """A decoded recording and its speech regions (kept in memory for one job)."""
+    path: Path | None
+    audio: np.ndarray
+    duration_s: float
+    regions: list[SpeechRegion]
+
+
+def prepare(source: Path | str | np.ndarray, *, vad: bool = True) -> Prepared:
+    """Decode (any container/codec → 16 kHz mono) and detect speech once."""
+    if isinstance(source, np.ndarray):
+        audio, path = np.ascontiguousarray(source, dtype=np.float32), None
+    else:
+        path = Path(source)
+        audio_mod.probe(path)
+        audio = audio_mod.decode(path)
+    regions = detect_speech(audio) if vad else []
+    return Prepared(path, audio, audio_mod.duration_of(audio), regions)
+
+
+def resume_point(stored: Sequence[Segment]) -> tuple[float, int]:
+    """(start, first_index) to continue after the stored segments."""
+    if not stored:
+        return 0.0, 0
+    last = max(stored, key=lambda s: s.index)
+    return last.end, last.index + 1
+
+
+def iter_segments(settings: Settings, prepared: Prepared, *, options: PipelineOptions | None = None,
+                  start: float = 0.0, first_index: int = 0,
+                  on_progress: Callable[[Progress], None] | None = None) -> Iterator[Segment]:
+    """Recognise ``prepared`` from ``start`` on; yields hallucination-marked segments."""
+    from minutes.model import get_model  # noqa: PLC0415
+
+    opts = options or PipelineOptions()
+    model, _spec = get_model(settings, opts.model)
+    for seg in transcribe(model, prepared.audio, options=opts.transcribe_options(settings),
+                          regions=prepared.regions if opts.vad else None, start=start,
+                          first_index=first_index, on_progress=on_progress):
+        hallucination.mark(seg, prepared.regions if opts.vad else None, opts.hallucination)
+        yield seg
+
+
+def _utterance_from(turn: Sequence[Segment], speaker: str, gl: glossary_mod.Glossary | None) -> Utterance:
+    text = " ".join(s.text.strip() for s in turn if s.text.strip())
+    words = [w for s in turn for w in s.words]
+    raw = punctuate.punctuate(text, words, end_of_turn=True)
+    raw = glossary_mod.apply(gl, raw)
+    clean = cleanup.clean_text(raw)
+    return Utterance(start=turn[0].start, end=turn[-1].end, speaker=speaker, text=clean,
+                     raw_text=raw, segment_indexes=[s.index for s in turn])
+
+
+def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,
+             options: PipelineOptions | None = None, audio: np.ndarray | None = None,
+             diarization: Sequence[speakers.SpeakerTurn] | None = None) -> MinutesDraft:
+    """All segments of a recording → minutes draft (utterances, 要点, dropped list)."""
+    opts = options or PipelineOptions()
+    ordered = sorted(segments, key=lambda s: s.index)
+    kept = [s for s in ordered if not s.dropped]
+    dropped = [s for s in ordered if s.dropped]
+    if diarization:
+        seg_speakers = speakers.relabel_in_order(
+            [x or "?" for x in speakers.assign_by_overlap(kept, diarization)])
+        turns: list[list[Segment]] = []
+        labels: list[str] = []
+        for seg, spk in zip(kept, seg_speakers):
+            if turns and labels[-1] == spk and seg.start - turns[-1][-1].end < opts.turn_gap_s * 3:
+                turns[-1].append(seg)
+            else:
+                turns.append([seg])
+                labels.append(spk)
+    elif opts.cluster_speakers and audio is not None and opts.num_speakers != 1:
+        # cluster short units (split at any pause), then join consecutive units of one speaker
+        units = speakers.split_turns(kept, turn_gap_s=opts.unit_gap_s)
+        unit_labels = speakers.cluster_turns(audio, units, num_speakers=opts.num_speakers)
+        turns, labels = [], []
+        for unit, lab in zip(units, unit_labels):
+            if turns and labels[-1] == lab and unit[0].start - turns[-1][-1].end < opts.turn_gap_s * 3:
+                turns[-1].extend(unit)
+            else:
+                turns.append(list(unit))
+                labels.append(lab)
+    else:
+        turns = speakers.split_turns(kept, turn_gap_s=opts.turn_gap_s)
+        labels = [speakers.label(1)] * len(turns)
+    utterances = [_utterance_from(t, lab, opts.glossary) for t, lab in zip(turns, labels)]
+    utterances = [u for u in utterances if u.raw_text]
+    return build_draft(utterances, duration_s=duration_s, model=model, header=opts.header,
+                       dropped=dropped, language=opts.language or "")
+
+
+@dataclass
+class RunStats:
+    duration_s: float
+    decode_s: float
+    recognize_s: float
+    assemble_s: float
+
+    @property
+    def rtf(self) -> float:
+        total = self.decode_s + self.recognize_s + self.assemble_s
+        return total / self.duration_s if self.duration_s else 0.0
+
+
+def run(settings: Settings, source: Path | str, *, options: PipelineOptions | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_segment: Callable[[Segment], None] | None = None) -> tuple[MinutesDraft, list[Segment], RunStats]:
+    """Whole pipeline in one call (CLI). Returns (draft, all segments incl. dropped, timings)."""
+    from minutes.model import resolve_model  # noqa: PLC0415
+
+    opts = options or PipelineOptions()
+    spec = resolve_model(settings, opts.model)
+    t0 = time.monotonic()
+    prepared = prepare(source, vad=opts.vad)
+    t1 = time.monotonic()
+    segments: list[Segment] = []
+    for seg in iter_segments(settings, prepared, options=opts, on_progress=on_progress):
+        segments.append(seg)
+        if on_segment:
+            on_segment(seg)
+    t2 = time.monotonic()
+    draft = assemble(segments, duration_s=prepared.duration_s, model=spec.label, options=opts,
+                     audio=prepared.audio)
+    t3 = time.monotonic()
+    stats = RunStats(prepared.duration_s, t1 - t0, t2 - t1, t3 - t2)
+    log.info("minutes pipeline: %.1f s audio, %d segments (%d dropped), rtf %.3f",
+             stats.duration_s, len(segments), len(draft.dropped), stats.rtf)
+    return draft, segments, stats

@@ -1,0 +1,167 @@
+"""Punctuation (句読点) restoration and normalisation for Japanese Whisper output.
+
+Whisper base often returns Japanese without 。、 (or with spaces between phrases), and sometimes
+with ASCII ``,.?`` marks. :func:`punctuate` keeps the marks Whisper produced (normalised to 。、)
+and adds missing ones from two cues:
+
+- morphology (SudachiPy): a sentence-final polite form (です/ます/でした/ました/ません/ましょう/
+  でしょう/ください/ございます …, optionally followed by か/ね/よ) not followed by a particle or
+  auxiliary ends a sentence → 。; a filler (感動詞・フィラー) or conjunction at the start → 、;
+- pauses from word timestamps (or spaces in the text): a long pause after a non-particle → 。,
+  a short pause before a content word → 、.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from minutes._sudachi import Morph, tokenize
+from minutes.types import Word
+
+PUNCT = "。、"
+_ASCII_MAP = str.maketrans({",": "、", "，": "、", ".": "。", "．": "。", "?": "。", "？": "。",
+                            "!": "。", "！": "。", "｡": "。", "､": "、"})
+_JA = r"\u3040-\u30ff\u3400-\u9fff\uff66-\uff9f々〆ー"
+_SPACE_BETWEEN_JA = re.compile(rf"(?<=[{_JA}0-9０-９])[ \u3000]+(?=[{_JA}0-9０-９])")
+_MULTI = re.compile(r"([。、])[。、]+")
+
+# Polite sentence-final forms (surface of the last auxiliary/verb token).
+_FINAL_SURFACES = {
+    "です", "ます", "ません", "ましょう", "でしょう", "ください", "下さい", "ございます",
+    "いたします", "致します", "まいります", "参ります",
+}
+_PAST_FINAL = {"た": {"まし", "でし"}, "ん": {"ませ"}}
+_SENTENCE_PARTICLES = {"か", "ね", "よ", "な", "よね"}
+_CONJ_STARTERS = ("しかし", "それでは", "では", "また", "なお", "次に", "ただいま", "ただ今",
+                  "それから", "したがって", "ですので", "つきましては", "以上", "続きまして")
+
+
+@dataclass(frozen=True)
+class PunctuationParams:
+    comma_pause_s: float = 0.35  # pause → 、 (before a content word)
+    period_pause_s: float = 0.9  # pause → 。 (after a non-particle)
+
+
+def normalize_punctuation(text: str) -> str:
+    """ASCII/half-width marks → 。、, ？！ → 。, no spaces between Japanese, no doubled marks."""
+    s = text.translate(_ASCII_MAP)
+    s = _SPACE_BETWEEN_JA.sub(" ", s)  # keep one space as a pause hint; callers may drop it
+    s = re.sub(r"\s*([。、])\s*", r"\1", s)
+    s = _MULTI.sub(lambda m: "。" if "。" in m.group(0) else "、", s)
+    s = s.lstrip("、。 ").strip()
+    return s
+
+
+def _is_final(morphs: Sequence[Morph], i: int) -> bool:
+    m = morphs[i]
+    if m.surface in _FINAL_SURFACES and m.pos1 in ("助動詞", "動詞"):
+        return True
+    prev = morphs[i - 1].surface if i > 0 else ""
+    if m.surface in _PAST_FINAL and prev in _PAST_FINAL[m.surface]:
+        return True
+    if m.pos1 == "助詞" and m.pos2 == "終助詞" and m.surface in _SENTENCE_PARTICLES and i > 0:
+        return _is_final(morphs, i - 1) or morphs[i - 1].surface in ("ん", "た")
+    return False
+
+
+def _continues(m: Morph) -> bool:
+    """True if ``m`` grammatically continues the previous word (no boundary before it)."""
+    return m.pos1 in ("助詞", "助動詞", "接尾辞", "補助記号") or (m.pos1 == "動詞" and m.pos2 == "非自立可能"
+                                                            and m.surface in ("する", "し", "さ"))
+
+
+def _char_pauses(text: str, words: Sequence[Word] | None) -> list[float]:
+    """Pause (s) after each character of ``text`` (spaces in the text count as 0.5 s)."""
+    pauses = [0.0] * len(text)
+    if words:
+        joined = "".join(w.text for w in words)
+        if joined.replace(" ", "") == text.replace(" ", ""):
+            # map each non-space char of text to its word
+            owner: list[int] = []
+            for wi, w in enumerate(words):
+                owner.extend([wi] * len(w.text.replace(" ", "")))
+            k = 0
+            for ci, ch in enumerate(text):
+                if ch == " ":
+                    continue
+                wi = owner[k]
+                nxt = owner[k + 1] if k + 1 < len(owner) else None
+                if nxt is not None and nxt != wi:
+                    pauses[ci] = max(0.0, words[nxt].start - words[wi].end)
+                k += 1
+    for ci, ch in enumerate(text):
+        if ch == " " and ci > 0:
+            pauses[ci - 1] = max(pauses[ci - 1], 0.5)
+    return pauses
+
+
+def punctuate(text: str, words: Sequence[Word] | None = None, *, end_of_turn: bool = True,
+              params: PunctuationParams | None = None) -> str:
+    """Return ``text`` with 。、 restored (existing marks kept and normalised).
+
+    ``words``: Whisper word timestamps of this text (pauses are read from them when their
+    concatenation matches the text). ``end_of_turn``: the text ends a speaker turn, so it ends
+    with 。 unless it already ends with a mark.
+    """
+    p = params or PunctuationParams()
+    raw = text.translate(_ASCII_MAP).strip()
+    if not raw:
+        return ""
+    pauses_with_spaces = _char_pauses(raw, words)
+    # remove spaces, carrying their pause hint onto the previous char
+    chars: list[str] = []
+    pauses: list[float] = []
+    for ch, pa in zip(raw, pauses_with_spaces):
+        if ch in " \u3000":
+            if pauses:
+                pauses[-1] = max(pauses[-1], 0.5, pa)
+            continue
+        chars.append(ch)
+        pauses.append(pa)
+    s = "".join(chars)
+    morphs = tokenize(s)
+    out: list[str] = []
+    for i, m in enumerate(morphs):
+        out.append(m.surface)
+        if m.pos1 == "補助記号":
+            continue
+        nxt = morphs[i + 1] if i + 1 < len(morphs) else None
+        if nxt is None:
+            break
+        if nxt.surface in PUNCT or nxt.pos2 in ("句点", "読点"):
+            continue
+        pause = max(pauses[m.end - 1], 0.0) if m.end - 1 < len(pauses) else 0.0
+        next_text = s[nxt.begin:]
+        if _is_final(morphs, i) and (not _continues(nxt) or next_text.startswith(_CONJ_STARTERS)):
+            if nxt.pos2 == "終助詞":
+                continue
+            out.append("。")
+        elif m.pos1 == "感動詞" and m.pos2 == "フィラー":
+            if nxt.pos1 != "感動詞":
+                out.append("、")
+        elif pause >= p.period_pause_s and m.pos1 not in ("助詞", "接頭辞") and not _continues(nxt):
+            out.append("。")
+        elif pause >= p.comma_pause_s and not _continues(nxt) and m.pos1 != "接頭辞":
+            out.append("、")
+        elif i == 0 and m.pos1 == "接続詞":
+            out.append("、")
+    result = "".join(out)
+    if end_of_turn and result and result[-1] not in PUNCT:
+        result += "。"
+    return normalize_punctuation(result)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+def punctuation_positions(text: str) -> tuple[str, list[tuple[int, str]]]:
+    """(text without 。、 and spaces, [(index of the char before the mark, mark)])."""
+    plain: list[str] = []
+    marks: list[tuple[int, str]] = []
+    for ch in normalize_punctuation(text):
+        if ch in PUNCT:
+            if plain:
+                marks.append((len(plain) - 1, ch))
+        elif not ch.isspace():
+            plain.append(ch)
+    return "".join(plain), marks

@@ -1,0 +1,208 @@
+"""Whisper transcription as a generator of :class:`~minutes.types.Segment`, resumable at an offset.
+
+Only speech is sent to Whisper: the VAD speech regions after ``start`` are grouped into *blocks*
+of at most ``block_s`` seconds of speech; each block is concatenated and transcribed by one
+``WhisperModel.transcribe`` call (beam search, word timestamps, ``condition_on_previous_text=False``
+so a repetition loop cannot carry over), and every word is mapped back to its place in the
+recording. Blocks bound memory (Whisper's feature extractor holds the whole input) and give a
+natural progress/resume granularity on a 3-hour recording.
+
+Resume: a worker that stored segments ``0..k`` calls again with ``start=segments[k].end`` and
+``first_index=k + 1``; the audio before ``start`` is not transcribed again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from minutes.audio import SAMPLE_RATE, duration_of
+from minutes.types import Segment, SpeechRegion, Word
+from minutes.vad import detect_speech, snap_to_speech, transcription_regions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = "ja"  # None: detect from the first 30 s
+    beam_size: int = 5
+    word_timestamps: bool = True
+    condition_on_previous_text: bool = False
+    vad: bool = True
+    block_s: float = 600.0  # seconds of speech per Whisper call
+    min_gap_s: float = 2.0  # silences shorter than this stay inside one transcribed region
+    vad_pad_s: float = 0.3
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_s: float  # recording time up to which the audio has been processed
+    total_s: float
+    segments: int  # segments yielded so far in this call
+    elapsed_s: float  # wall time of this call
+    start_s: float = 0.0  # where this call started (resume offset)
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total_s <= 0 else min(1.0, max(0.0, self.done_s / self.total_s))
+
+    @property
+    def eta_s(self) -> float | None:
+        worked = self.done_s - self.start_s
+        if worked <= 1.0 or self.elapsed_s <= 0:
+            return None
+        return max(0.0, (self.total_s - self.done_s) * self.elapsed_s / worked)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _Piece:
+    orig_start: float  # seconds in the recording
+    cat_start: float  # seconds in the concatenated block
+    duration: float
+
+    @property
+    def cat_end(self) -> float:
+        return self.cat_start + self.duration
+
+
+def plan_blocks(regions: list[SpeechRegion], start: float, block_s: float) -> list[list[SpeechRegion]]:
+    """Regions after ``start`` (clipped), grouped into blocks of at most ``block_s`` speech seconds."""
+    blocks: list[list[SpeechRegion]] = []
+    current: list[SpeechRegion] = []
+    used = 0.0
+    for r in regions:
+        if r.end <= start:
+            continue
+        lo = max(r.start, start)
+        while r.end - lo > 1e-6:
+            room = block_s - used
+            if room <= 0.5:  # block full
+                blocks.append(current)
+                current, used = [], 0.0
+                room = block_s
+            hi = min(r.end, lo + room)
+            current.append(SpeechRegion(lo, hi))
+            used += hi - lo
+            lo = hi
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _to_original(t: float, pieces: list[_Piece], idx: int) -> float:
+    p = pieces[idx]
+    return p.orig_start + min(max(t - p.cat_start, 0.0), p.duration)
+
+
+def _piece_index(t: float, pieces: list[_Piece]) -> int:
+    for i, p in enumerate(pieces):
+        if t < p.cat_end:
+            return i
+    return len(pieces) - 1
+
+
+def transcribe(
+    model,
+    audio: np.ndarray,
+    *,
+    options: TranscribeOptions | None = None,
+    regions: list[SpeechRegion] | None = None,
+    start: float = 0.0,
+    first_index: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Segment]:
+    """Yield segments of ``audio`` (16 kHz mono float32) from ``start`` seconds on.
+
+    ``model`` is a ``faster_whisper.WhisperModel`` (see :func:`minutes.model.get_model`).
+    ``regions``: fine VAD regions (from :func:`minutes.vad.detect_speech`); computed when None and
+    ``options.vad``. Yielded segments carry word timestamps snapped to speech and consecutive
+    ``index`` values from ``first_index``. Hallucination filtering is a separate step.
+    """
+    opts = options or TranscribeOptions()
+    total = duration_of(audio)
+    t0 = time.monotonic()
+    if opts.vad:
+        if regions is None:
+            regions = detect_speech(audio)
+        spans = transcription_regions(regions, total, min_gap_s=opts.min_gap_s, pad_s=opts.vad_pad_s)
+    else:
+        regions = []
+        spans = [SpeechRegion(0.0, total)]
+    blocks = plan_blocks(spans, start, opts.block_s)
+    index = first_index
+    count = 0
+
+    def report(done: float) -> None:
+        if on_progress is not None:
+            on_progress(Progress(done_s=done, total_s=total, segments=count,
+                                 elapsed_s=time.monotonic() - t0, start_s=start))
+
+    report(start)
+    for block in blocks:
+        pieces: list[_Piece] = []
+        arrays = []
+        cat = 0.0
+        for r in block:
+            a = audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)]
+            if a.size == 0:
+                continue
+            arrays.append(a)
+            pieces.append(_Piece(r.start, cat, a.size / SAMPLE_RATE))
+            cat += a.size / SAMPLE_RATE
+        if not arrays:
+            continue
+        chunk = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        del arrays
+        fw_segments, _info = model.transcribe(
+            chunk,
+            language=opts.language,
+            task="transcribe",
+            beam_size=opts.beam_size,
+            word_timestamps=opts.word_timestamps,
+            condition_on_previous_text=opts.condition_on_previous_text,
+            vad_filter=False,
+            without_timestamps=False,
+        )
+        for s in fw_segments:
+            seg = _convert(s, pieces, index)
+            if regions:
+                snap_to_speech(seg, regions)
+            if seg.end < start:  # cannot happen by construction; guard resume ordering anyway
+                continue
+            index += 1
+            count += 1
+            yield seg
+            report(min(total, _to_original(s.end, pieces, _piece_index(s.end, pieces))))
+        report(block[-1].end)
+        del chunk
+    report(total)
+
+
+def _convert(s, pieces: list[_Piece], index: int) -> Segment:
+    words: list[Word] = []
+    for w in s.words or []:
+        i = _piece_index((w.start + w.end) / 2, pieces)  # both ends in the same piece
+        words.append(Word(round(float(_to_original(w.start, pieces, i)), 3),
+                          round(float(_to_original(w.end, pieces, i)), 3),
+                          str(w.word), round(float(w.probability), 4)))
+    if words:
+        start, end = words[0].start, words[-1].end
+    else:
+        start = _to_original(s.start, pieces, _piece_index(s.start, pieces))
+        end_i = _piece_index(max(s.start, s.end - 1e-3), pieces)
+        end = _to_original(s.end, pieces, end_i)
+    return Segment(
+        index=index, start=round(float(start), 3), end=round(float(max(end, start)), 3),
+        text=s.text.strip(), words=words,
+        avg_logprob=round(float(s.avg_logprob), 4),
+        compression_ratio=round(float(s.compression_ratio), 4),
+        no_speech_prob=round(float(s.no_speech_prob), 4),
+        temperature=float(s.temperature or 0.0),
+    )

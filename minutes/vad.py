@@ -1,0 +1,123 @@
+"""Voice activity detection (faster-whisper's bundled Silero VAD, ONNX) and timestamp snapping.
+
+One VAD pass gives *fine* speech regions (short silences split them). From those:
+
+- :func:`transcription_regions` merges regions separated by less than ``min_gap_s`` and pads them,
+  reproducing faster-whisper's own ``vad_filter`` defaults (2 s minimum silence, 400 ms padding);
+  only this audio is sent to Whisper.
+- :func:`snap_to_speech` moves segment/word boundaries that Whisper placed in silence onto the
+  nearest speech, so click-to-play lands on speech (Whisper stretches segments across silence).
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from minutes.audio import SAMPLE_RATE
+from minutes.types import Segment, SpeechRegion
+
+
+@dataclass(frozen=True)
+class VadParams:
+    threshold: float = 0.5
+    min_speech_ms: int = 0
+    min_silence_ms: int = 300
+    pad_ms: int = 100
+
+
+def detect_speech(audio: np.ndarray, params: VadParams | None = None) -> list[SpeechRegion]:
+    """Fine speech regions (seconds) of 16 kHz mono audio."""
+    from minutes._fw import faster_whisper  # noqa: PLC0415
+
+    faster_whisper()
+    from faster_whisper.vad import VadOptions, get_speech_timestamps  # noqa: PLC0415
+
+    p = params or VadParams()
+    if audio.size == 0:
+        return []
+    opts = VadOptions(threshold=p.threshold, min_speech_duration_ms=p.min_speech_ms,
+                      min_silence_duration_ms=p.min_silence_ms, speech_pad_ms=p.pad_ms)
+    chunks = get_speech_timestamps(audio, opts, sampling_rate=SAMPLE_RATE)
+    return [SpeechRegion(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
+
+
+def transcription_regions(regions: list[SpeechRegion], duration: float, *, min_gap_s: float = 2.0,
+                          pad_s: float = 0.3) -> list[SpeechRegion]:
+    """Merge fine regions into the (coarser) regions Whisper transcribes."""
+    merged: list[SpeechRegion] = []
+    for r in regions:
+        if merged and r.start - merged[-1].end < min_gap_s:
+            merged[-1] = SpeechRegion(merged[-1].start, max(merged[-1].end, r.end))
+        else:
+            merged.append(SpeechRegion(r.start, r.end))
+    out: list[SpeechRegion] = []
+    for i, r in enumerate(merged):
+        lo = max(0.0, r.start - pad_s)
+        hi = min(duration, r.end + pad_s)
+        if i > 0:  # never reach past the middle of the silence before
+            lo = max(lo, (merged[i - 1].end + r.start) / 2)
+        if i + 1 < len(merged):
+            hi = min(hi, (r.end + merged[i + 1].start) / 2)
+        if hi > lo:
+            out.append(SpeechRegion(round(lo, 3), round(hi, 3)))
+    return out
+
+
+def speech_overlap(start: float, end: float, regions: list[SpeechRegion]) -> float:
+    """Seconds of [start, end] covered by speech regions (regions sorted, non-overlapping)."""
+    if end <= start:
+        return 0.0
+    starts = [r.start for r in regions]
+    i = max(0, bisect.bisect_right(starts, start) - 1)
+    total = 0.0
+    while i < len(regions) and regions[i].start < end:
+        total += max(0.0, min(end, regions[i].end) - max(start, regions[i].start))
+        i += 1
+    return total
+
+
+def _snap_start(t: float, regions: list[SpeechRegion], starts: list[float]) -> float:
+    """If t is in silence, move it forward to the start of the next speech region."""
+    i = bisect.bisect_right(starts, t) - 1
+    if i >= 0 and regions[i].start <= t <= regions[i].end:
+        return t
+    if i + 1 < len(regions):
+        return regions[i + 1].start
+    return t
+
+
+def _snap_end(t: float, regions: list[SpeechRegion], starts: list[float]) -> float:
+    """If t is in silence, move it back to the end of the previous speech region."""
+    i = bisect.bisect_right(starts, t) - 1
+    if i < 0:
+        return t
+    if regions[i].start <= t <= regions[i].end:
+        return t
+    return regions[i].end
+
+
+def snap_to_speech(segment: Segment, regions: list[SpeechRegion]) -> Segment:
+    """Move boundaries that lie in silence onto speech (in place; returns the segment).
+
+    Words are snapped the same way; the segment then spans its first to last word. Nothing moves
+    when no region overlaps the segment at all (the hallucination filter judges that case).
+    """
+    if not regions or speech_overlap(segment.start, segment.end, regions) <= 0:
+        return segment
+    starts = [r.start for r in regions]
+    for w in segment.words:
+        s = _snap_start(w.start, regions, starts)
+        e = _snap_end(w.end, regions, starts)
+        if e > s:
+            w.start, w.end = round(s, 3), round(e, 3)
+    if segment.words:
+        s = min(w.start for w in segment.words)
+        e = max(w.end for w in segment.words)
+    else:
+        s = _snap_start(segment.start, regions, starts)
+        e = _snap_end(segment.end, regions, starts)
+    if e > s:
+        segment.start, segment.end = round(s, 3), round(e, 3)
+    return segment
