@@ -40,7 +40,7 @@ def _tokenizer():
         with _dict_lock:
             if _dictionary is None:
                 _dictionary = dictionary.Dictionary(dict="core")
-        tok = _dictionary.create()
+        tok = _dictionary.tokenizer()
         _local.tok = tok
     return tok
 

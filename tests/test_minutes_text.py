@@ -1,0 +1,161 @@
+"""Text stages: filler removal (整文 vs 素起こし), repeated words, punctuation, glossary, 要点."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.errors import InvalidInput
+from minutes import cleanup, glossary, hallucination, punctuate
+from minutes.draft import MinutesHeader, build_draft, classify, extract_key_points
+from minutes.metrics import cer, punctuation_f1
+from minutes.types import Segment, SpeechRegion, Utterance, Word
+from minutes.vad import snap_to_speech, transcription_regions
+
+DATA = Path(__file__).parent / "data" / "minutes"
+REF = json.loads((DATA / "short_meeting.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("えー、ただいまから文教厚生委員会を開会いたします。", "ただいまから文教厚生委員会を開会いたします。"),
+    ("あのー、保育所の、保育所の入所申請は、いつからですか。", "保育所の入所申請は、いつからですか。"),
+    ("あのー保育所の保育所の入所申請は、いつからですか。", "保育所の入所申請は、いつからですか。"),
+    ("えっと、来年4月から開始する予定です。", "来年4月から開始する予定です。"),
+    ("承認されました。まあ、次回までに検討してください。", "承認されました。次回までに検討してください。"),
+    ("えー、あの、本件は承認されました。", "本件は承認されました。"),
+    ("予算は、えーと、まあまあの結果でした。", "予算は、まあまあの結果でした。"),
+    # content words that look like fillers stay
+    ("あの件については、一人一人いろいろ検討します。", "あの件については、一人一人いろいろ検討します。"),
+    ("その予算は、ますます重要です。", "その予算は、ますます重要です。"),
+])
+def test_fillers_and_repeats_removed_only_in_clean_text(raw, clean):
+    assert cleanup.clean_text(raw) == clean
+
+
+def test_fixture_clean_text_matches_reference():
+    for u in REF["utterances"]:
+        assert cleanup.clean_text(u["text"]) == u["clean_text"], u["text"]
+
+
+def test_normalize_punctuation():
+    assert punctuate.normalize_punctuation("賛成です.反対は? はい,") == "賛成です。反対は。はい、"
+    assert punctuate.normalize_punctuation("、、開会します。。") == "開会します。"
+
+
+def test_punctuation_restored_from_morphology_on_reference_texts():
+    """Strip all 。、 from the reference, restore, and score against it (no timestamps used)."""
+    ref = "".join(u["text"] for u in REF["utterances"])
+    hyp = "".join(punctuate.punctuate(punctuate.punctuation_positions(u["text"])[0])
+                  for u in REF["utterances"])
+    periods = punctuation_f1(hyp.replace("、", ""), ref.replace("、", ""))
+    assert periods.f1 >= 0.9, periods
+    assert cer(hyp, ref) == 0.0  # restoration never changes the words
+
+
+def test_punctuation_uses_pauses_from_word_timestamps():
+    words = [Word(0.0, 0.3, "本件"), Word(0.3, 0.5, "は"), Word(1.1, 1.4, "原案"),
+             Word(1.4, 1.6, "の"), Word(1.6, 1.9, "とおり"), Word(1.9, 2.3, "承認"),
+             Word(2.3, 2.5, "し"), Word(2.5, 2.8, "ます")]
+    text = "".join(w.text for w in words)
+    assert punctuate.punctuate(text, words) == "本件は、原案のとおり承認します。"
+    # without the pause no comma is invented
+    assert punctuate.punctuate(text) == "本件は原案のとおり承認します。"
+
+
+def test_punctuation_spaces_from_whisper_become_marks():
+    out = punctuate.punctuate("休憩前に引き続き会議を開きます 本件はいかがですか 異議なし")
+    assert out == "休憩前に引き続き会議を開きます。本件はいかがですか。異議なし。"
+
+
+# --- glossary --------------------------------------------------------------------------------
+
+def test_glossary_reading_based_corrections():
+    g = glossary.load(DATA / "short_meeting.glossary.csv")
+    assert len(g.terms) == 5
+    fixes = {
+        "ただいまから文競構成委員会を開会いたします。": "ただいまから文教厚生委員会を開会いたします。",
+        "担当は保育かとします。": "担当は保育課とします。",
+        "国民健康保健との連携": "国民健康保険との連携",
+        "いつから毎年バーカードでできますか。": "いつからマイナンバーカードでできますか。",
+    }
+    for wrong, right in fixes.items():
+        assert g.apply(wrong) == right
+    # correct text and similar-but-different registered terms are left alone
+    for ok in ("保育課の保育所", "いつからマイナンバーカードでできますか。", "毎年の保育"):
+        assert g.apply(ok) == ok
+
+
+def test_glossary_literal_replacements_tsv_header_and_encodings(tmp_path):
+    p = tmp_path / "g.tsv"
+    p.write_bytes("誤\t正\n本県\t本件\nご意義\tご異議\n".encode("cp932"))
+    g = glossary.load(p)
+    assert g.replacements and not g.terms
+    assert g.apply("ご意義なしと認め、本県は承認されました。") == "ご異議なしと認め、本件は承認されました。"
+    # no header: a kana second column is a reading
+    g2 = glossary.parse("新座市,にいざし\n# comment\n本県,本件\n")
+    assert g2.terms[0].reading == "ニイザシ" and g2.replacements == [("本県", "本件")]
+
+
+def test_glossary_bad_rows_are_reported_in_japanese():
+    with pytest.raises(InvalidInput) as exc:
+        glossary.parse("term,reading\n保育課,\n")
+    assert "1行目" in exc.value.message
+    with pytest.raises(InvalidInput) as exc:
+        glossary.parse("term,reading\n保育課,保育\n")
+    assert "ひらがなかカタカナ" in exc.value.message
+
+
+# --- hallucination filter ----------------------------------------------------------------------
+
+def _seg(text, **kw):
+    base = dict(index=0, start=1.0, end=4.0, text=text, avg_logprob=-0.3, compression_ratio=1.3,
+                no_speech_prob=0.05)
+    base.update(kw)
+    return Segment(**base)
+
+
+def test_hallucination_filter_reasons():
+    speech = [SpeechRegion(0.5, 5.0)]
+    assert hallucination.judge(_seg("本件は承認されました。"), speech) == ""
+    assert hallucination.judge(_seg("はい", no_speech_prob=0.95), speech) == "no_speech"
+    assert hallucination.judge(_seg("はい", no_speech_prob=0.7, avg_logprob=-1.2), speech) == "no_speech"
+    assert hallucination.judge(_seg("あ", compression_ratio=3.1), speech) == "compression"
+    assert hallucination.judge(_seg("ありがとうございます" * 5), speech) == "repetition"
+    assert hallucination.judge(_seg("ご視聴ありがとうございました"), speech) == "stock_phrase"
+    assert hallucination.judge(_seg("本件は承認されました。", start=10, end=14), speech) == "outside_speech"
+    # a stutter is not a repetition loop
+    assert hallucination.judge(_seg("保育所の保育所の入所申請"), speech) == ""
+
+
+# --- VAD snapping ------------------------------------------------------------------------------
+
+def test_segment_timestamps_snap_to_speech():
+    regions = [SpeechRegion(1.0, 3.0), SpeechRegion(9.0, 12.0)]
+    seg = Segment(0, 0.2, 11.5, "x", words=[Word(0.2, 1.5, "本件"), Word(3.5, 9.4, "は"),
+                                            Word(9.4, 11.5, "承認")])
+    snap_to_speech(seg, regions)
+    assert seg.start == 1.0 and seg.words[1].start == 9.0 and seg.words[1].end == 9.4
+    plain = Segment(1, 4.0, 10.0, "y")
+    snap_to_speech(plain, regions)
+    assert (plain.start, plain.end) == (9.0, 10.0)
+    merged = transcription_regions([SpeechRegion(1, 2), SpeechRegion(2.5, 3), SpeechRegion(8, 9)], 20)
+    assert len(merged) == 2 and merged[0].start == 0.7 and merged[1].end == 9.3
+
+
+# --- draft -------------------------------------------------------------------------------------
+
+def test_key_points_by_decision_and_assignment_cues():
+    assert classify("本件は原案のとおり可決されました。") == "決定"
+    assert classify("ご異議ありませんか。") == ""
+    assert classify("次回までに資料を用意してください。") == "担当・期限"
+    assert classify("担当は保育課とします。") == "担当・期限"
+    assert classify("休憩前に引き続き会議を開きます。") == ""
+    utts = [Utterance(u["start"], u["end"], u["speaker"], u["clean_text"], u["text"])
+            for u in REF["utterances"]]
+    kinds = [(p.kind, p.speaker) for p in extract_key_points(utts)]
+    assert ("決定", "委員長") in kinds and ("担当・期限", "委員長") in kinds
+    d = build_draft(utts, duration_s=43.8, model="whisper-base",
+                    header=MinutesHeader.from_dict({"title": "文教厚生委員会", "attendees": "委員長、佐藤委員"}))
+    assert d.header.attendees == ["委員長", "佐藤委員"]
+    assert d.to_dict()["utterances"][0]["raw_text"].startswith("えー")
