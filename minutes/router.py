@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from minutes import jobs, storage
@@ -126,10 +127,11 @@ async def _receive_upload(request: Request, settings: Settings) -> tuple[Path, _
             if chunk:
                 parser.write(chunk)
         parser.finalize()
-    except Exception as exc:
+    except BaseException as exc:
+        # Client gone, body over the middleware's limit, our own limit: no partial file stays.
         up.close()
         target.unlink(missing_ok=True)
-        if isinstance(exc, (InvalidInput, TooLarge)):
+        if not isinstance(exc, MultipartParseError):
             raise
         raise InvalidInput("送信データを読み取れませんでした。もう一度お試しください。",
                            code="upload_broken", log_message=f"multipart: {type(exc).__name__}") from exc
