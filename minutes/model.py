@@ -247,7 +247,7 @@ def _load(spec: ModelSpec, models_dir: Path):
         kwargs["local_files_only"] = hub_offline()
     log.info("loading whisper model %s on %s (%s)", spec.label, spec.device, spec.compute_type)
     try:
-        return fw.WhisperModel(source, **kwargs)
+        model = fw.WhisperModel(source, **kwargs)
     except NiizaError:
         raise
     except Exception as exc:  # CTranslate2 / hub errors: report in Japanese, keep cause in log
@@ -260,6 +260,15 @@ def _load(spec: ModelSpec, models_dir: Path):
         else:
             msg = "音声認識モデルを読み込めませんでした。モデルフォルダの内容を確認してください。"
         raise ModelUnavailable(msg, log_message=f"model load failed: {type(exc).__name__}") from exc
+    n_mels = getattr(model.model, "n_mels", None)
+    feat = getattr(model.feature_extractor, "mel_filters", None)
+    if n_mels and feat is not None and feat.shape[0] != n_mels:
+        # large-v3 / kotoba-whisper use 128 mel bins, declared in preprocessor_config.json
+        raise ModelUnavailable(
+            "音声認識モデルのフォルダに preprocessor_config.json がありません（128 メル帯域のモデル）。"
+            "変換時に --copy_files preprocessor_config.json を指定してください。",
+            log_message=f"n_mels mismatch: model {n_mels}, features {feat.shape[0]}")
+    return model
 
 
 def clear_cache() -> None:
