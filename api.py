@@ -52,7 +52,7 @@ def _service_module(package: str, name: str):
     try:
         return importlib.import_module(f"{package}.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"{package}.{name}":
+        if exc.name in (package, f"{package}.{name}"):
             return None
         raise
 

@@ -22,7 +22,7 @@ def all_migrations() -> list[Migration]:
         try:
             module = importlib.import_module(f"{pkg}.storage")
         except ModuleNotFoundError as exc:
-            if exc.name != f"{pkg}.storage":
+            if exc.name not in (pkg, f"{pkg}.storage"):
                 raise
             continue
         steps.extend(getattr(module, "MIGRATIONS", []))
