@@ -310,7 +310,7 @@ def merge_speakers(meeting_id: int, body: MergeIn, db: sqlite_utils.Database = D
     storage.get_meeting(db, meeting_id)
     storage.merge_speakers(db, meeting_id, body.source_id, body.target_id)
     audit.record(db, user.username, "minutes_speaker_merge", "minutes_speaker", body.source_id,
-                 meeting_id=meeting_id, target_id=body.target_id)
+                 meeting_id=meeting_id, into_speaker_id=body.target_id)
     return {"speakers": storage.speakers(db, meeting_id)}
 
 

@@ -212,9 +212,11 @@ class Worker:
         check()
 
         last_write = 0.0
+        last_eta: list[float | None] = [None]
 
         def on_progress(p) -> None:
             nonlocal last_write
+            last_eta[0] = p.eta_s
             now = time.monotonic()
             if now - last_write < self.config.progress_every_s and p.done_s < p.total_s:
                 return
@@ -226,6 +228,9 @@ class Worker:
         for seg in pipeline.iter_segments(self.settings, prepared, options=opts, start=start,
                                           first_index=first_index, on_progress=on_progress):
             storage.store_segment(db, job_id, meeting_id, seg.to_dict())
+            # every stored segment is a checkpoint: progress = audio covered by stored segments
+            storage.update_progress(db, job_id, progress=_percent(seg.end, duration), done_s=seg.end,
+                                    eta_s=last_eta[0], stage="transcribe")
             check()
 
         stage("draft", progress=99.0)
