@@ -27,8 +27,13 @@ class VadParams:
     pad_ms: int = 100
 
 
-def detect_speech(audio: np.ndarray, params: VadParams | None = None) -> list[SpeechRegion]:
-    """Fine speech regions (seconds) of 16 kHz mono audio."""
+def detect_speech(audio: np.ndarray, params: VadParams | None = None, *,
+                  chunk_s: float = 600.0) -> list[SpeechRegion]:
+    """Fine speech regions (seconds) of 16 kHz mono audio.
+
+    Long audio is processed in ``chunk_s`` pieces (Silero's batched input is ~2x the audio in
+    memory); regions that meet at a piece boundary are joined.
+    """
     from minutes._fw import faster_whisper  # noqa: PLC0415
 
     faster_whisper()
@@ -39,8 +44,22 @@ def detect_speech(audio: np.ndarray, params: VadParams | None = None) -> list[Sp
         return []
     opts = VadOptions(threshold=p.threshold, min_speech_duration_ms=p.min_speech_ms,
                       min_silence_duration_ms=p.min_silence_ms, speech_pad_ms=p.pad_ms)
-    chunks = get_speech_timestamps(audio, opts, sampling_rate=SAMPLE_RATE)
-    return [SpeechRegion(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
+    step = max(int(chunk_s * SAMPLE_RATE), SAMPLE_RATE)
+    regions: list[SpeechRegion] = []
+    join_gap = (p.min_silence_ms + 2 * p.pad_ms) / 1000
+    for offset in range(0, audio.shape[0], step):
+        piece = audio[offset:offset + step]
+        if piece.shape[0] < 512:
+            continue
+        base = offset / SAMPLE_RATE
+        for c in get_speech_timestamps(piece, opts, sampling_rate=SAMPLE_RATE):
+            r = SpeechRegion(round(base + c["start"] / SAMPLE_RATE, 3), round(base + c["end"] / SAMPLE_RATE, 3))
+            if regions and offset and r.start - regions[-1].end < join_gap and \
+                    abs(regions[-1].end - base) < join_gap and abs(r.start - base) < join_gap:
+                regions[-1] = SpeechRegion(regions[-1].start, max(regions[-1].end, r.end))
+            else:
+                regions.append(r)
+    return regions
 
 
 def transcription_regions(regions: list[SpeechRegion], duration: float, *, min_gap_s: float = 2.0,
