@@ -1,0 +1,115 @@
+"""The clerk's flow in a real browser (Debian chromium via Playwright) against a live server whose
+in-process worker transcribes with the real Whisper base model."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from shared.config import load_settings
+from tests.conftest import axe_violations, browser_login
+
+ROOT = Path(__file__).resolve().parent.parent
+MP3 = ROOT / "tests" / "data" / "minutes" / "short_meeting.mp3"
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory):
+    from minutes.model import ensure_bundled_model
+    return ensure_bundled_model(tmp_path_factory.getbasetemp() / "minutes-models")
+
+
+@pytest.fixture
+def settings(tmp_path, whisper_dir):
+    return load_settings(environ={}, home=tmp_path / "home", login_fail_delay_s=0.0,
+                         whisper_model=str(whisper_dir), whisper_beam_size=1, minutes_worker="thread")
+
+
+def test_upload_wait_edit_export_reopen(live_server, page, make_user, tmp_path):
+    user = make_user("clerk")
+    browser_login(page, live_server, user.username)
+    page.wait_for_load_state()
+    page.click("nav >> text=議事録作成")
+    page.wait_for_url(live_server + "/minutes")
+    assert page.locator("h1").inner_text() == "AI議事録作成"
+    assert axe_violations(page) == []
+
+    # a file that is not audio: a clear Japanese message, nothing registered
+    bogus = tmp_path / "議事録.mp3"
+    bogus.write_text("これは音声ではありません。" * 20, encoding="utf-8")
+    page.set_input_files("#upload-file", str(bogus))
+    page.click("#upload-submit")
+    # (the page's CSP forbids eval, so waits use locators, not wait_for_function)
+    expect(page.locator("#upload-error")).to_contain_text("音声ファイルとして読み込めませんでした")
+
+    # the real recording
+    page.set_input_files("#upload-file", str(MP3))
+    page.fill("#upload-title-input", "文教厚生委員会")
+    page.fill("#upload-held-at", "令和8年11月29日 午前10時")
+    page.click("#upload-submit")
+    expect(page.locator("#upload-status")).to_contain_text("登録しました")
+    expect(page.locator("#meeting-rows tr").first).to_contain_text("文教厚生委員会")
+    expect(page.locator("#meeting-rows tr").first.locator("progress")).to_be_visible()
+    # the list polls: a progress bar while the job runs, then 完了
+    page.wait_for_selector('#meeting-rows tr[data-state="done"]', timeout=180_000)
+    assert "完了" in page.locator("#meeting-rows tr").first.inner_text()
+
+    page.click("#meeting-rows tr >> text=文教厚生委員会")
+    page.wait_for_url(re.compile(r".*/minutes/\d+$"))
+    editor_url = page.url
+    lines = page.locator("#transcript .utt")
+    assert lines.count() >= 4
+    assert page.locator("#player").get_attribute("src").endswith("/audio")
+    assert axe_violations(page) == []
+
+    # click a line's time: the player jumps there and that line is highlighted
+    third = lines.nth(2)
+    start = float(third.get_attribute("data-start"))
+    third.locator("button.utt-time").click()
+    expect(page.locator("#transcript .utt.playing")).to_have_count(1, timeout=15_000)
+    assert page.evaluate("document.getElementById('player').currentTime") >= start - 0.01
+    assert page.locator("#transcript .utt.playing").first.get_attribute("data-id") == third.get_attribute("data-id")
+    page.evaluate("document.getElementById('player').pause()")
+
+    # edit the first line inline and save with the keyboard (Ctrl+Enter)
+    first = lines.first
+    edited = "ただいまから文教厚生委員会を開会いたします。（ブラウザで修正）"
+    box = first.locator("textarea")
+    box.fill(edited)
+    assert first.locator('[data-action="save"]').is_enabled()
+    box.press("Control+Enter")
+    expect(first.locator(".utt-msg")).to_contain_text("保存しました")
+    assert first.get_attribute("data-version") == "2"
+
+    # rename 話者1 once for the whole meeting
+    page.fill("#speaker-list input >> nth=0", "委員長")
+    page.click("#speaker-list button >> nth=0")
+    expect(page.locator("#speaker-status")).to_contain_text("変更しました")
+
+    # the version history shows the machine draft and the edit
+    first.locator('[data-action="history"]').click()
+    dialog = page.locator("#history-dialog")
+    dialog.wait_for(state="visible")
+    items = page.locator("#history-list .history-item")
+    assert items.count() == 2
+    assert "自動の文字起こし" in items.nth(1).inner_text()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+    # export docx: the download carries the edit
+    with page.expect_download() as dl:
+        page.click('a[data-format="docx"]')
+    saved = tmp_path / "minutes.docx"
+    dl.value.save_as(saved)
+    from docx import Document
+    text = "\n".join(p.text for p in Document(str(saved)).paragraphs)
+    assert edited in text and "委員長：" in text
+
+    # re-open the meeting: the edit is there
+    page.goto(live_server + "/minutes")
+    page.goto(editor_url)
+    assert page.locator("#transcript .utt textarea").first.input_value() == edited
+    assert "委員長" in page.locator("#transcript .utt .utt-speaker").first.inner_text()
