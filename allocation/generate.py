@@ -152,12 +152,9 @@ def manual_selection(gen: Generated, seed: int) -> list[dict]:
     nurseries, _ = parse_nurseries(nt)
     applicants, _ = parse_applicants(at, {x.nursery_id for x in nurseries}, rules)
     rnd = Round(applicants, nurseries, rules)
-    seats = {(x.nursery_id, a): x.capacity[a] for x in nurseries for a in range(6)}
-    for a in applicants:
-        if a.current_nursery:
-            seats[(a.current_nursery, a.age_class)] += 1
+    seats = {(x.nursery_id, a): x.capacity[a] for x in nurseries for a in range(6)}  # free seats now
     # hand order: points, then a coin instead of the tie-break columns for some ties
-    noise = {a.applicant_id: (rng.random() if rng.random() < 0.25 else 0.5) for a in applicants}
+    noise = {a.applicant_id: (rng.random() if rng.random() < 0.1 else 0.5) for a in applicants}
     order = sorted(applicants, key=lambda a: (-a.points, a.extra.get("single_parent") == 0,
                                               noise[a.applicant_id], a.applicant_id))
     result: dict[str, str | None] = {a.applicant_id: None for a in applicants}
@@ -178,7 +175,11 @@ def manual_selection(gen: Generated, seed: int) -> list[dict]:
         if mode == "same_nursery" or mode == "all_or_none":
             common = [nid for nid in a.preferences if all(nid in x.preferences for x in fam)]
             for nid in common:
-                if all(seats[(nid, x.age_class)] > 0 for x in fam if result[x.applicant_id] != nid):
+                need: dict[int, int] = {}
+                for x in fam:
+                    if result[x.applicant_id] != nid:
+                        need[x.age_class] = need.get(x.age_class, 0) + 1
+                if all(seats[(nid, age)] >= k for age, k in need.items()):
                     for x in fam:
                         _move(result, seats, x, nid)
                     break
@@ -193,6 +194,12 @@ def manual_selection(gen: Generated, seed: int) -> list[dict]:
                 if seats[(nid, x.age_class)] > 0:
                     _move(result, seats, x, nid)
                     break
+    # one double booking: an unplaced child put into a full first choice
+    if len(applicants) >= 200:
+        for a in order[len(order) // 3:]:
+            if result[a.applicant_id] is None and not a.sibling_group and a.preferences:
+                result[a.applicant_id] = a.preferences[0]
+                break
     return [{"applicant_id": aid, "nursery_id": nid or ""} for aid, nid in result.items()]
 
 
