@@ -223,7 +223,22 @@ def meeting_detail(db: sqlite_utils.Database, meeting_id: int) -> dict:
         "speakers": storage.speakers(db, meeting_id),
         "utterances": utts,
         "key_points": key_points(utts),
+        "dropped": dropped_segments(db, meeting_id),
     }
+
+
+DROP_REASONS = {"no_speech": "無音・雑音と判定", "compression": "同じ文の繰り返し", "repetition": "語句の繰り返し",
+                "outside_speech": "発話のない区間", "stock_phrase": "よくある誤認識（定型文）", "empty": "文字なし"}
+
+
+def dropped_segments(db: sqlite_utils.Database, meeting_id: int) -> list[dict]:
+    """Segments the hallucination filter left out (listed for the clerk, never silently lost)."""
+    job = storage.latest_job(db, meeting_id)
+    if job is None:
+        return []
+    return [{"index": s["index"], "start": s["start"], "end": s["end"], "reason": s["dropped"],
+             "reason_label": DROP_REASONS.get(s["dropped"], s["dropped"]), "text": s["text"]}
+            for s in storage.load_segments(db, job["id"]) if s["dropped"]]
 
 
 # --- the draft as the clerk edited it: 要点 and exports -------------------------------------------

@@ -354,24 +354,44 @@ def requeue_stale_jobs(db: sqlite_utils.Database, stale_after_s: float, *, max_a
     those that already used ``max_attempts`` fail instead (a recording that crashes the worker
     every time must not loop forever)."""
     cutoff = time.time() - stale_after_s
-    now = now_iso()
-    out: dict[str, list[int]] = {"requeued": [], "failed": []}
     with transaction(db):
         rows = db.execute("SELECT id, attempts, cancel_requested FROM minutes_job WHERE state = 'running'"
                           " AND (heartbeat IS NULL OR heartbeat < ?)", [cutoff]).fetchall()
-        for job_id, attempts, cancel in rows:
-            if cancel:
-                db.execute("UPDATE minutes_job SET state = 'cancelled', worker_id = NULL, eta_s = NULL,"
-                           " finished_at = ?, updated_at = ? WHERE id = ?", [now, now, job_id])
-            elif attempts >= max_attempts:
-                db.execute("UPDATE minutes_job SET state = 'failed', worker_id = NULL, eta_s = NULL,"
-                           " error_code = 'worker_crashed', error_message = ?, finished_at = ?,"
-                           " updated_at = ? WHERE id = ?", [failed_message, now, now, job_id])
-                out["failed"].append(job_id)
-            else:
-                db.execute("UPDATE minutes_job SET state = 'queued', worker_id = NULL, eta_s = NULL,"
-                           " stage = 'resume', updated_at = ? WHERE id = ?", [now, job_id])
-                out["requeued"].append(job_id)
+        return _requeue(db, rows, max_attempts, failed_message)
+
+
+def running_jobs(db: sqlite_utils.Database) -> list[dict]:
+    return _rows(db, "SELECT id, worker_id, heartbeat FROM minutes_job WHERE state = 'running'")
+
+
+def requeue_jobs_of_dead_workers(db: sqlite_utils.Database, dead_worker_ids: Iterable[str], *,
+                                 max_attempts: int, failed_message: str) -> dict[str, list[int]]:
+    """Like :func:`requeue_stale_jobs`, for running jobs whose worker is known to be gone."""
+    ids = list(dead_worker_ids)
+    if not ids:
+        return {"requeued": [], "failed": []}
+    with transaction(db):
+        rows = db.execute(f"SELECT id, attempts, cancel_requested FROM minutes_job WHERE state = 'running'"
+                          f" AND worker_id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return _requeue(db, rows, max_attempts, failed_message)
+
+
+def _requeue(db, rows, max_attempts: int, failed_message: str) -> dict[str, list[int]]:
+    now = now_iso()
+    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for job_id, attempts, cancel in rows:
+        if cancel:
+            db.execute("UPDATE minutes_job SET state = 'cancelled', worker_id = NULL, eta_s = NULL,"
+                       " finished_at = ?, updated_at = ? WHERE id = ?", [now, now, job_id])
+        elif attempts >= max_attempts:
+            db.execute("UPDATE minutes_job SET state = 'failed', worker_id = NULL, eta_s = NULL,"
+                       " error_code = 'worker_crashed', error_message = ?, finished_at = ?,"
+                       " updated_at = ? WHERE id = ?", [failed_message, now, now, job_id])
+            out["failed"].append(job_id)
+        else:
+            db.execute("UPDATE minutes_job SET state = 'queued', worker_id = NULL, eta_s = NULL,"
+                       " stage = 'resume', updated_at = ? WHERE id = ?", [now, job_id])
+            out["requeued"].append(job_id)
     return out
 
 

@@ -80,12 +80,19 @@ class Worker:
         return self._stop.is_set()
 
     def housekeeping(self, db) -> None:
-        """Requeue stale running jobs; apply retention (at most every ``retention_every_s``)."""
-        out = storage.requeue_stale_jobs(db, self.config.stale_after_s,
-                                         max_attempts=self.config.max_attempts,
-                                         failed_message=jobs.WORKER_CRASHED_MESSAGE)
+        """Requeue running jobs of crashed workers; apply retention (every ``retention_every_s``).
+
+        A job is taken over when its heartbeat is older than ``stale_after_s``, or at once when
+        its worker ran on this host and that process no longer exists (server restarted after a
+        crash, ``kill -9``)."""
+        kw = dict(max_attempts=self.config.max_attempts, failed_message=jobs.WORKER_CRASHED_MESSAGE)
+        dead = [j["worker_id"] for j in storage.running_jobs(db) if _is_dead_local_worker(j["worker_id"])]
+        out = storage.requeue_jobs_of_dead_workers(db, dead, **kw)
+        stale = storage.requeue_stale_jobs(db, self.config.stale_after_s, **kw)
+        for k in out:
+            out[k] += stale[k]
         if out["requeued"] or out["failed"]:
-            log.warning("minutes worker: stale jobs requeued=%s failed=%s", out["requeued"], out["failed"])
+            log.warning("minutes worker: interrupted jobs requeued=%s failed=%s", out["requeued"], out["failed"])
         now = time.monotonic()
         if now - self._last_retention >= self.config.retention_every_s or not self._last_retention:
             self._last_retention = now
@@ -247,6 +254,28 @@ class Worker:
             raise _LeaseLost()
         log.info("minutes job %s: done (%d segments, %d utterances)", job_id, len(all_segments),
                  len(draft.utterances))
+
+
+def _is_dead_local_worker(worker_id: str | None) -> bool:
+    """True when ``worker_id`` ("host:pid:tag") names a process on this host that no longer runs."""
+    if not worker_id:
+        return False
+    parts = worker_id.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # this process: its threads keep the heartbeat; staleness decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _percent(done_s: float, total_s: float | None) -> float:

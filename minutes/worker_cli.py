@@ -1,9 +1,10 @@
 """``niiza-ai minutes worker``: run minutes jobs in a separate process (e.g. on a GPU host).
 
-The command is defined here and added to the ``minutes`` click group in ``minutes/cli.py``::
+The commands are defined here and added to the ``minutes`` click group in ``minutes/cli.py``::
 
-    from minutes.worker_cli import worker
+    from minutes.worker_cli import purge, worker
     minutes.add_command(worker)
+    minutes.add_command(purge)
 
 Run it with ``NIIZA_AI_MINUTES_WORKER=none`` on the web server so the app does not also start its
 in-process worker thread (both together are safe, jobs are claimed atomically, but that uses the
@@ -43,5 +44,24 @@ def worker(once: bool, poll_s: float, stale_after_s: float) -> None:
     click.echo("議事録ワーカーを停止しました。")
 
 
-if __name__ == "__main__":  # python -m minutes.worker_cli (same as `niiza-ai minutes worker`)
-    worker()
+@click.command("purge")
+def purge() -> None:
+    """保存期間（NIIZA_AI_MINUTES_RETENTION_DAYS）を過ぎた会議の録音とデータを削除します。"""
+    from minutes.jobs import purge_expired  # noqa: PLC0415
+    from shared.runtime import cli_context  # noqa: PLC0415
+
+    settings, db = cli_context()
+    ids = purge_expired(db, settings)
+    click.echo(f"{len(ids)}件の会議を削除しました（保存期間 {settings.minutes_retention_days}日）。")
+
+
+@click.group()
+def _main() -> None:
+    """python -m minutes.worker_cli worker|purge (the same as `niiza-ai minutes worker|purge`)."""
+
+
+_main.add_command(worker)
+_main.add_command(purge)
+
+if __name__ == "__main__":
+    _main()

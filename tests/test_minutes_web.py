@@ -199,6 +199,8 @@ def test_upload_transcribe_edit_export_delete(settings, login_as, db):
         assert detail["model"]
         assert all(u["version"] == 1 and u["text"] for u in utts)
         assert any(k["kind"] for k in detail["key_points"])
+        assert all(d["reason"] and d["reason_label"] for d in detail["dropped"])  # listed, not lost
+        assert all(u["raw_text"] for u in utts)
         first = utts[0]
 
         # versioned edit; a stale save is refused; history shows both; restore makes version 3

@@ -74,6 +74,13 @@ def test_upload_wait_edit_export_reopen(live_server, page, make_user, tmp_path):
     assert page.locator("#transcript .utt.playing").first.get_attribute("data-id") == third.get_attribute("data-id")
     page.evaluate("document.getElementById('player').pause()")
 
+    # 素起こし (fillers kept) can be shown beside the edited text
+    raw = lines.first.locator(".utt-raw")
+    assert not raw.is_visible()
+    page.check("#show-raw")
+    expect(raw).to_be_visible()
+    assert raw.inner_text().startswith("素起こし：")
+
     # edit the first line inline and save with the keyboard (Ctrl+Enter)
     first = lines.first
     edited = "ただいまから文教厚生委員会を開会いたします。（ブラウザで修正）"

@@ -296,6 +296,11 @@
       }, "話者を統合しました。");
     });
     $("delete-meeting").addEventListener("click", deleteMeeting);
+    $("show-raw").addEventListener("change", function (ev) { transcript.classList.toggle("show-raw", ev.target.checked); });
+    document.addEventListener("click", function (ev) {
+      var b = ev.target.closest("button[data-play]");
+      if (b) playFrom(parseFloat(b.getAttribute("data-play")));
+    });
     $("job-cancel").addEventListener("click", function () { jobAction("cancel"); });
     $("job-retry").addEventListener("click", function () { jobAction("retry"); });
     window.addEventListener("beforeunload", function (ev) {
