@@ -146,6 +146,16 @@ def calibrate_cmd(queries, as_json, write_default):
         click.echo(f"  {k:14s} {v}")
 
 
+@faq.command("build-sample-vectors", hidden=True)
+def build_sample_vectors_cmd():
+    """(maintainers) precompute the bundled sample FAQ's vectors for the default model."""
+    from . import service
+
+    settings, _db = _ctx()
+    n = service.write_sample_vectors(settings)
+    click.echo(f"{n} vectors -> {service.SAMPLE_VECTORS}")
+
+
 @faq.command("reindex")
 def reindex_cmd():
     """埋め込みモデルを変えた後などに、FAQのベクトルを計算し直す。"""

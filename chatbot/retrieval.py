@@ -10,6 +10,7 @@ load time: FAQs without a stored vector for the current model simply get a neutr
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -20,7 +21,11 @@ import sqlite_utils
 
 from . import storage
 from .embed import Embedder
-from .tokenize import Synonyms, normalize, tokens
+from .tokenize import Synonyms, analyze, normalize, reading, tokens, trigrams
+
+# "私の…", "うちの…": a resident asking about their own case, which no FAQ can answer.
+PERSONAL_RE = re.compile(
+    r"(私|わたし|あたし|僕|ぼく|俺|おれ|自分|うち|我が家|夫|妻|主人|母|父|息子|娘|祖母|祖父)の(?!代わり|ため)")
 
 # bm25() column weights: faq_id (unindexed), question, answer, keywords
 BM25_WEIGHTS = (0.0, 3.0, 1.0, 2.0)
@@ -43,6 +48,7 @@ class Result:
     top_lex: float = 0.0
     n_tokens: int = 0
     ms: float = 0.0
+    features: dict = field(default_factory=dict)
 
     @property
     def top(self) -> Hit | None:
@@ -65,6 +71,7 @@ class Snapshot:
     matrix: np.ndarray  # (n, dim), rows aligned with ids; zero rows where no vector
     has_vec: np.ndarray  # (n,) bool
     synonyms: Synonyms
+    vocab: set = field(default_factory=set)
     built_s: float = 0.0
 
 
@@ -83,7 +90,7 @@ def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
             matrix[i] = v
             has[i] = True
     return Snapshot(gen, embedder.name, ids, pos, faqs, matrix, has, storage.load_synonyms(db),
-                    time.perf_counter() - t0)
+                    storage.vocabulary(db), time.perf_counter() - t0)
 
 
 def fts_query(toks: list[str]) -> str:
@@ -147,6 +154,22 @@ class Retriever:
                 out[i] = -s  # FTS5 bm25 is "lower is better"
         return out
 
+    def kana_scores(self, db: sqlite_utils.Database, snap: Snapshot, text: str) -> np.ndarray:
+        """BM25 over character trigrams of the hiragana reading (question + keywords)."""
+        out = np.zeros(len(snap.ids), dtype=np.float32)
+        grams = trigrams(reading(text, snap.synonyms))
+        if not grams:
+            return out
+        q = " OR ".join('"' + g.replace('"', '""') + '"' for g in grams)
+        rows = db.conn.execute(
+            "SELECT faq_id, bm25(chat_faq_kana, 0, 2.0, 1.0) FROM chat_faq_kana WHERE chat_faq_kana MATCH ?",
+            (q,)).fetchall()
+        for fid, sc in rows:
+            i = snap.pos.get(fid)
+            if i is not None:
+                out[i] = -sc
+        return out
+
     def dense_scores(self, snap: Snapshot, text: str) -> np.ndarray:
         if not len(snap.ids) or not snap.has_vec.any():
             return np.zeros(len(snap.ids), dtype=np.float32)
@@ -157,16 +180,19 @@ class Retriever:
         return s
 
     def search(self, db: sqlite_utils.Database, query: str, *, w_lex: float = 0.3,
-               w_dense: float = 0.7, k: int = 10, mode: str = "hybrid") -> Result:
+               w_dense: float = 0.7, w_kana: float = 0.0, k: int = 10,
+               mode: str = "hybrid") -> Result:
         """``mode``: hybrid | lexical | dense."""
         t0 = time.perf_counter()
         snap = self.snapshot(db)
         if not snap.ids:
             return Result([], ms=(time.perf_counter() - t0) * 1000)
         norm = normalize(query)
-        toks = tokens(norm, snap.synonyms)
+        an = analyze(norm, snap.synonyms)
+        toks = an.tokens
         lex = self.lexical_scores(db, snap, toks) if mode != "dense" else np.zeros(len(snap.ids), np.float32)
         dense = self.dense_scores(snap, norm) if mode != "lexical" else np.zeros(len(snap.ids), np.float32)
+        kana = self.kana_scores(db, snap, norm) if (mode == "hybrid" and w_kana) else None
         lz, dz = _z(lex), _z(dense)
         if mode == "lexical":
             fused = lz
@@ -174,6 +200,8 @@ class Retriever:
             fused = dz
         else:
             fused = w_lex * lz + w_dense * dz
+            if kana is not None:
+                fused = fused + w_kana * _z(kana)
         k = min(k, len(snap.ids))
         if mode == "lexical":
             # only FAQs with a lexical match are candidates for the lexical-only baseline
@@ -183,9 +211,43 @@ class Retriever:
             order.sort(key=lambda i: -fused[i])
         hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
+        feats = oos_features(an, snap.vocab, norm, fused, dense, lz)
         return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
                       top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
-                      ms=(time.perf_counter() - t0) * 1000)
+                      ms=(time.perf_counter() - t0) * 1000, features=feats)
+
+
+FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage", "noun_cov",
+            "other_municipality", "personal", "n_tokens")
+
+
+def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray,
+                 lz: np.ndarray) -> dict:
+    """Query-level signals for "is this question covered by the FAQ at all?"."""
+    def top2(x):
+        if x.size == 0:
+            return 0.0, 0.0
+        if x.size == 1:
+            return float(x[0]), float(x[0])
+        a = np.partition(-x, 1)[:2]
+        return float(-a[0]), float(-a[1])
+
+    f1, f2 = top2(fused)
+    d1, d2 = top2(dense)
+    uniq = set(an.tokens)
+    nouns = set(an.nouns)
+    return {
+        "top": f1,
+        "margin": f1 - f2,
+        "top_dense": d1,
+        "dense_margin": d1 - d2,
+        "top_lex_z": float(lz.max()) if lz.size else 0.0,
+        "coverage": (sum(t in vocab for t in uniq) / len(uniq)) if uniq else 0.0,
+        "noun_cov": (sum(t in vocab for t in nouns) / len(nouns)) if nouns else 1.0,
+        "other_municipality": 1.0 if an.other_municipality else 0.0,
+        "personal": 1.0 if PERSONAL_RE.search(norm) else 0.0,
+        "n_tokens": float(min(len(uniq), 12)),
+    }
 
 
 _retrievers: dict[str, Retriever] = {}

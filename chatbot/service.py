@@ -30,6 +30,7 @@ log = logging.getLogger("niiza.chatbot")
 DATA_DIR = Path(__file__).parent / "data"
 SAMPLE_FAQ = DATA_DIR / "sample_faq.csv"
 SAMPLE_SYNONYMS = DATA_DIR / "synonyms.csv"
+SAMPLE_VECTORS = DATA_DIR / "sample_vectors.npz"  # precomputed for the default model
 
 GENERAL_CONTACT = "048-477-1111"
 GENERAL_NAME = "新座市役所（代表）"
@@ -39,6 +40,9 @@ TEXT_SUGGEST = ("お尋ねの内容にぴったり合う回答が見つかりま
 TEXT_OOS = ("申し訳ありません。そのご質問には、このチャットボットではお答えできません。"
             f"お手数ですが、新座市役所（代表 {GENERAL_CONTACT}、平日8時30分〜17時15分）へ"
             "お問い合わせください。")
+TEXT_OTHER_CITY = ("申し訳ありません。このチャットボットは新座市の手続き・サービスについてお答えしています。"
+                   "他の市区町村のことは、その市区町村へお問い合わせください。新座市へのご質問は、"
+                   f"新座市役所（代表 {GENERAL_CONTACT}）でも承ります。")
 TEXT_NO_FAQ = ("現在、回答できるFAQが登録されていません。"
                f"新座市役所（代表 {GENERAL_CONTACT}）へお問い合わせください。")
 MAX_CANDIDATES = 3
@@ -94,7 +98,8 @@ def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
     t0 = time.perf_counter()
     cal = cal or current_calibration(db)
     r = retriever(db, settings)
-    res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, k=k, mode=mode)
+    res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, w_kana=cal.w_kana, k=k,
+                   mode=mode)
     snap = r.snapshot(db)
     if not res.hits:
         return {"faq_id": None, "answer": TEXT_NO_FAQ, "confidence": 0.0, "candidates": [],
@@ -102,7 +107,7 @@ def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
                 "question": None, "url": "", "category": "", "ranked": [],
                 "ms": (time.perf_counter() - t0) * 1000}
     top = res.hits[0]
-    dec = confidence.decide(top.score, res.margin, res.top_dense, cal)
+    dec = confidence.decide(top.score, res.margin, res.top_dense, cal, res.features)
     ranked = [h.faq_id for h in res.hits]
 
     def cand(h):
@@ -125,7 +130,8 @@ def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
                    contact=f["contact"] or GENERAL_CONTACT, url="", category=f["category"],
                    candidates=[cand(h) for h in res.hits[:MAX_CANDIDATES]])
     else:
-        out.update(faq_id=None, answer=TEXT_OOS, question=None, department=GENERAL_NAME,
+        text = TEXT_OTHER_CITY if dec.reason == "other_municipality" else TEXT_OOS
+        out.update(faq_id=None, answer=text, question=None, department=GENERAL_NAME,
                    contact=GENERAL_CONTACT, url="", category="", candidates=[])
     out["ms"] = (time.perf_counter() - t0) * 1000
     return out
@@ -172,10 +178,33 @@ def feedback(db: sqlite_utils.Database, session_id: str, faq_id: str | None, hel
 # --- FAQ writes ------------------------------------------------------------------------------
 
 
-def _vectors_for(db, settings, faqs: list[Faq]) -> tuple[dict, dict, str]:
+def _bundled_vectors(model: str) -> dict[str, tuple[str, np.ndarray]]:
+    """Vectors shipped for the sample FAQ (faq_id → (text hash, vector)), if made by ``model``."""
+    if not SAMPLE_VECTORS.exists():
+        return {}
+    with np.load(SAMPLE_VECTORS, allow_pickle=False) as z:
+        if str(z["model"]) != model:
+            return {}
+        return {fid: (h, z["vectors"][i]) for i, (fid, h) in enumerate(zip(z["ids"], z["hashes"]))}
+
+
+def write_sample_vectors(settings, path: Path = SAMPLE_VECTORS) -> int:
+    """Embed the bundled sample FAQ and save the vectors next to it (run by maintainers)."""
+    faqs = importer.parse(SAMPLE_FAQ.read_bytes(), SAMPLE_FAQ.name)
+    emb = get_embedder(embedding_spec(settings))
+    mat = emb.embed_passages([f.embed_text() for f in faqs])
+    np.savez_compressed(path, model=np.array(emb.name), ids=np.array([f.faq_id for f in faqs]),
+                        hashes=np.array([text_hash(f.embed_text()) for f in faqs]),
+                        vectors=mat.astype(np.float32))
+    return len(faqs)
+
+
+def _vectors_for(db, settings, faqs: list[Faq], *, bundled: bool = False) -> tuple[dict, dict, str]:
     """Embed only FAQs whose embedding text changed since their stored vector."""
     emb = get_embedder(embedding_spec(settings))
     stored = storage.stored_vectors(db, emb.name)
+    if bundled:
+        stored = {**_bundled_vectors(emb.name), **stored}
     todo, hashes = [], {}
     for f in faqs:
         h = text_hash(f.embed_text())
@@ -183,15 +212,21 @@ def _vectors_for(db, settings, faqs: list[Faq]) -> tuple[dict, dict, str]:
         if f.faq_id not in stored or stored[f.faq_id][0] != h:
             todo.append(f)
     vectors = {}
+    if bundled:  # shipped vectors still have to be written into this database
+        db_stored = storage.stored_vectors(db, emb.name)
+        for f in faqs:
+            if f.faq_id in stored and f not in todo and stored[f.faq_id][0] == hashes[f.faq_id] \
+                    and (f.faq_id not in db_stored or db_stored[f.faq_id][0] != hashes[f.faq_id]):
+                vectors[f.faq_id] = stored[f.faq_id][1]
     if todo:
         mat = emb.embed_passages([f.embed_text() for f in todo])
-        vectors = {f.faq_id: mat[i] for i, f in enumerate(todo)}
+        vectors.update({f.faq_id: mat[i] for i, f in enumerate(todo)})
     return vectors, hashes, emb.name
 
 
 def save_faqs(db, settings, faqs: list[Faq], *, replace: bool = False, actor: str = "",
               action: str = "import", is_sample: bool = False) -> dict:
-    vectors, hashes, model = _vectors_for(db, settings, faqs)
+    vectors, hashes, model = _vectors_for(db, settings, faqs, bundled=is_sample)
     res = storage.write_faqs(db, faqs, vectors=vectors, model=model, actor=actor, action=action,
                              replace=replace, is_sample=is_sample, hashes=hashes)
     res["embedded"] = len(vectors)
@@ -301,17 +336,21 @@ def evaluate(db, settings, rows: list[EvalRow], *, mode: str = "hybrid",
 
 
 def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScores]:
-    from .retrieval import _z
-    from .tokenize import normalize, tokens
+    from .retrieval import _z, oos_features
+    from .tokenize import analyze, normalize
 
     r = retriever(db, settings)
     snap = r.snapshot(db)
     out = []
     for row in rows:
         norm = normalize(row.query)
-        lex = r.lexical_scores(db, snap, tokens(norm, snap.synonyms))
+        an = analyze(norm, snap.synonyms)
+        lex = r.lexical_scores(db, snap, an.tokens)
         dense = r.dense_scores(snap, norm)
-        out.append(confidence.QueryScores(row.faq_id, _z(lex), _z(dense), dense, snap.ids))
+        lz, dz = _z(lex), _z(dense)
+        kz = _z(r.kana_scores(db, snap, norm))
+        static = oos_features(an, snap.vocab, norm, dz, dense, lz)  # top/margin replaced per weight
+        out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz))
     return out
 
 

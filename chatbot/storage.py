@@ -18,7 +18,7 @@ import sqlite_utils
 
 from shared.db import Migration, now_iso
 
-from .tokenize import Synonyms, token_text
+from .tokenize import Synonyms, reading, token_text
 
 FAQ_FIELDS = ("faq_id", "category", "question", "answer", "department", "contact", "url",
               "keywords", "updated_at")
@@ -108,10 +108,26 @@ def _m1(db: sqlite_utils.Database) -> None:
     c.execute("INSERT INTO chat_state VALUES ('generation', '0')")
 
 
+def _m2(db: sqlite_utils.Database) -> None:
+    # term → number of FAQs containing it (read-only view over the FTS index)
+    db.conn.execute("CREATE VIRTUAL TABLE chat_faq_vocab USING fts5vocab(chat_faq_fts, 'row')")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(service="chat", version=1, name="faq, index, vectors, log, feedback, calibration",
               apply=_m1),
+    Migration(service="chat", version=2, name="fts vocabulary view", apply=_m2),
+    Migration(service="chat", version=3, name="kana reading trigram index", apply=lambda db: _m3(db)),
 ]
+
+
+def _m3(db: sqlite_utils.Database) -> None:
+    c = db.conn
+    c.execute("CREATE VIRTUAL TABLE chat_faq_kana USING fts5(faq_id UNINDEXED, question, keywords,"
+              " tokenize = 'trigram')")
+    syn = Synonyms.from_rows(c.execute("SELECT term, synonyms FROM chat_synonym").fetchall())
+    for fid, q, k in c.execute("SELECT faq_id, question, keywords FROM chat_faq").fetchall():
+        _kana_insert(c, fid, q, k, syn)
 
 
 @dataclass
@@ -157,6 +173,10 @@ def _bump(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE chat_state SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
 
 
+def vocabulary(db: sqlite_utils.Database) -> set[str]:
+    return {r[0] for r in db.conn.execute("SELECT term FROM chat_faq_vocab")}
+
+
 def generation(db: sqlite_utils.Database) -> int:
     row = db.conn.execute("SELECT value FROM chat_state WHERE key='generation'").fetchone()
     return int(row[0]) if row else 0
@@ -177,7 +197,7 @@ def list_synonyms(db: sqlite_utils.Database) -> list[dict]:
 
 
 def _reindex_all(conn: sqlite3.Connection, syn: Synonyms) -> None:
-    conn.execute("DELETE FROM chat_faq_fts")
+    _fts_delete(conn)
     rows = conn.execute("SELECT faq_id, question, answer, keywords FROM chat_faq").fetchall()
     for r in rows:
         _fts_insert(conn, r[0], r[1], r[2], r[3], syn)
@@ -212,7 +232,22 @@ def set_synonyms(db: sqlite_utils.Database, rows: Iterable[tuple[str, Iterable[s
 # --- FAQ writes ------------------------------------------------------------------------------
 
 
+def _kana_insert(conn, faq_id, question, keywords, syn: Synonyms) -> None:
+    conn.execute("INSERT INTO chat_faq_kana (faq_id, question, keywords) VALUES (?,?,?)",
+                 (faq_id, reading(question, syn),
+                  " ".join(reading(k, syn) for k in (keywords or "").replace(",", ";").split(";"))))
+
+
+def _fts_delete(conn, faq_id: str | None = None) -> None:
+    for t in ("chat_faq_fts", "chat_faq_kana"):
+        if faq_id is None:
+            conn.execute(f"DELETE FROM {t}")
+        else:
+            conn.execute(f"DELETE FROM {t} WHERE faq_id = ?", (faq_id,))
+
+
 def _fts_insert(conn, faq_id, question, answer, keywords, syn: Synonyms) -> None:
+    _kana_insert(conn, faq_id, question, keywords, syn)
     conn.execute(
         "INSERT INTO chat_faq_fts (faq_id, question, answer, keywords) VALUES (?,?,?,?)",
         (faq_id, token_text(question, syn), token_text(answer, syn),
@@ -273,7 +308,7 @@ def write_faqs(db: sqlite_utils.Database, faqs: list[Faq], *, vectors: dict[str,
                 if d["faq_id"] not in keep:
                     _history(conn, {k: d[k] for k in FAQ_FIELDS}, d["version"] + 1, "delete", actor, now)
                     deleted += 1
-            conn.execute("DELETE FROM chat_faq_fts")
+            _fts_delete(conn)
             conn.execute("DELETE FROM chat_faq_vector WHERE faq_id NOT IN (%s)" %
                          ",".join("?" * len(keep)) if keep else "DELETE FROM chat_faq_vector",
                          tuple(keep))
@@ -304,7 +339,7 @@ def write_faqs(db: sqlite_utils.Database, faqs: list[Faq], *, vectors: dict[str,
                     (d["category"], d["question"], d["answer"], d["department"], d["contact"],
                      d["url"], d["keywords"], d["updated_at"], int(is_sample), version, now,
                      d["faq_id"]))
-                conn.execute("DELETE FROM chat_faq_fts WHERE faq_id = ?", (f.faq_id,))
+                _fts_delete(conn, f.faq_id)
                 updated += 1
                 hist_action = "update" if action == "edit" else action
             _fts_insert(conn, f.faq_id, d["question"], d["answer"], d["keywords"], syn)
@@ -327,7 +362,7 @@ def delete_faq(db: sqlite_utils.Database, faq_id: str, actor: str = "") -> bool:
             return False
         d = dict(zip([x[0] for x in cur.description], row))
         _history(conn, {k: d[k] for k in FAQ_FIELDS}, d["version"] + 1, "delete", actor, now)
-        conn.execute("DELETE FROM chat_faq_fts WHERE faq_id = ?", (faq_id,))
+        _fts_delete(conn, faq_id)
         conn.execute("DELETE FROM chat_faq_vector WHERE faq_id = ?", (faq_id,))
         conn.execute("DELETE FROM chat_faq WHERE faq_id = ?", (faq_id,))
         _bump(conn)

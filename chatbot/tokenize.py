@@ -109,17 +109,36 @@ def _clean(tok: str) -> str:
     return _PUNCT_RE.sub("", kata_to_hira(tok))
 
 
-def tokens(text: str, synonyms: Synonyms | None = None) -> list[str]:
-    """Content-word tokens (split mode C, plus the finer mode-A pieces) in text order."""
+@dataclass
+class Analysis:
+    tokens: list[str]
+    nouns: list[str]  # content nouns (mode C), folded like tokens
+    places: list[str]  # place names (固有名詞・地名), folded
+    other_municipality: bool = False  # names a city/ward/town/village/prefecture other than Niiza
+
+
+_HOME_PLACES = ("新座", "埼玉")  # the city itself and its prefecture
+_MUNI_SUFFIX = ("市", "区", "町", "村", "都", "府", "道")
+
+
+def analyze(text: str, synonyms: Synonyms | None = None) -> Analysis:
+    """Tokens plus the noun / place-name information used by the out-of-scope features."""
     from sudachipy import tokenizer as st
 
     norm = (synonyms or _EMPTY).apply(normalize(text))
+    toks, nouns, places = [], [], []
+    other = False
     if not norm.strip():
-        return []
-    tok = _sudachi()
-    out: list[str] = []
-    for m in tok.tokenize(norm, st.Tokenizer.SplitMode.C):
+        return Analysis(toks, nouns, places)
+    ms = list(_sudachi().tokenize(norm, st.Tokenizer.SplitMode.C))
+    for i, m in enumerate(ms):
         pos = m.part_of_speech()
+        if pos[1] == "固有名詞" and pos[2] == "地名":
+            surf = m.surface()
+            nxt = ms[i + 1].surface() if i + 1 < len(ms) else ""
+            if (surf.endswith(_MUNI_SUFFIX) or nxt.startswith(_MUNI_SUFFIX)) and \
+                    not surf.startswith(_HOME_PLACES):
+                other = True
         if pos[0] in _DROP_POS:
             continue
         nf = m.normalized_form()
@@ -128,7 +147,11 @@ def tokens(text: str, synonyms: Synonyms | None = None) -> list[str]:
         t = _clean(nf)
         if not t:
             continue
-        out.append(t)
+        toks.append(t)
+        if pos[0] == "名詞":
+            nouns.append(t)
+            if pos[1] == "固有名詞" and pos[2] == "地名":
+                places.append(t)
         pieces = m.split(st.Tokenizer.SplitMode.A)
         if len(pieces) > 1:
             for p in pieces:
@@ -136,8 +159,13 @@ def tokens(text: str, synonyms: Synonyms | None = None) -> list[str]:
                     continue
                 pt = _clean(p.normalized_form())
                 if pt and pt != t:
-                    out.append(pt)
-    return out
+                    toks.append(pt)
+    return Analysis(toks, nouns, places, other)
+
+
+def tokens(text: str, synonyms: Synonyms | None = None) -> list[str]:
+    """Content-word tokens (split mode C, plus the finer mode-A pieces) in text order."""
+    return analyze(text, synonyms).tokens
 
 
 def token_text(text: str, synonyms: Synonyms | None = None) -> str:
@@ -147,3 +175,35 @@ def token_text(text: str, synonyms: Synonyms | None = None) -> str:
 
 def warm_up() -> None:
     tokens("住民票")
+
+
+_READ_DROP = {"補助記号", "空白", "記号"}
+_HIRA_RE = re.compile(r"[^ぁ-ゖーa-z0-9]")
+
+
+def reading(text: str, synonyms: Synonyms | None = None) -> str:
+    """Hiragana reading of the whole text (Sudachi ``reading_form``), without spaces or symbols.
+
+    Indexed as character trigrams, it lets kana-only questions (「いんかん とうろく」) meet the
+    kanji FAQ (印鑑登録) whatever Sudachi made of the kana's word boundaries."""
+    norm = (synonyms or _EMPTY).apply(normalize(text))
+    if not norm.strip():
+        return ""
+    out = []
+    for m in _sudachi().tokenize(norm, _mode_c()):
+        if m.part_of_speech()[0] in _READ_DROP:
+            continue
+        r = m.reading_form() if any("一" <= c <= "龥" or c == "々" for c in m.surface()) else m.surface()
+        out.append(_HIRA_RE.sub("", kata_to_hira(r)))
+    return "".join(out)
+
+
+def trigrams(s: str, limit: int = 80) -> list[str]:
+    grams = list(dict.fromkeys(s[i:i + 3] for i in range(len(s) - 2)))
+    return grams[:limit]
+
+
+def _mode_c():
+    from sudachipy import tokenizer as st
+
+    return st.Tokenizer.SplitMode.C
