@@ -148,10 +148,18 @@ def _match_terms(text: str, terms: list[Term]) -> str:
     out: list[str] = []
     i = 0
     term_surfaces = {t.surface for t in terms}
+    # candidate terms by first reading kana / first character (keeps long glossaries fast)
+    order = {t: k for k, t in enumerate(terms)}
+    by_reading: dict[str, list[Term]] = {}
+    by_surface: dict[str, list[Term]] = {}
+    for t in terms:
+        by_reading.setdefault(t.reading[:1], []).append(t)
+        by_surface.setdefault(t.surface[:1], []).append(t)
     while i < n:
         best = None  # (j, term)
         if morphs[i].pos1 not in _NO_START:
-            for t in terms:
+            candidates = by_reading.get(readings[i][:1], []) + by_surface.get(surfaces[i][:1], [])
+            for t in sorted(set(candidates), key=order.__getitem__):
                 limit = _allowed_distance(len(t.reading))
                 acc = ""
                 for j in range(i, min(n, i + 12)):
