@@ -1,0 +1,88 @@
+"""Speaker stage: pause-based turns, clustering, diarization overlap mapping, rename/merge."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.errors import InvalidInput
+from minutes import speakers
+from minutes.types import Segment, Utterance
+
+
+def _seg(i, start, end):
+    return Segment(i, start, end, f"s{i}")
+
+
+def test_split_turns_at_pauses():
+    segs = [_seg(0, 0, 2), _seg(1, 2.3, 4), _seg(2, 6, 8), _seg(3, 8.5, 9)]
+    turns = speakers.split_turns(segs, turn_gap_s=1.0)
+    assert [[s.index for s in t] for t in turns] == [[0, 1], [2, 3]]
+
+
+def test_agglomerative_matches_brute_force_average_linkage():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 8))
+
+    def brute(k):
+        n = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1 - n @ n.T
+        cl = [[i] for i in range(len(x))]
+        while len(cl) > k:
+            best = min(((d[np.ix_(cl[a], cl[b])].mean(), a, b)
+                        for a in range(len(cl)) for b in range(a + 1, len(cl))))
+            _, a, b = best
+            cl[a] += cl[b]
+            del cl[b]
+        return sorted(sorted(c) for c in cl)
+
+    for k in (2, 4, 7):
+        ids = speakers._agglomerate(x, k, 0.8)
+        mine = sorted(sorted(i for i in range(len(x)) if ids[i] == c) for c in set(ids))
+        assert mine == brute(k)
+    assert speakers._agglomerate(x, None, -1.0) == list(range(30))  # threshold below any distance
+
+
+def test_clustering_separates_distinct_voices():
+    """Two synthetic 'voices' (different harmonic spectra) alternate; 2 clusters, right turns."""
+    sr = 16000
+    rng = np.random.default_rng(0)
+
+    def voice(f0, formant, seconds):
+        t = np.arange(int(sr * seconds)) / sr
+        sig = sum(np.sin(2 * np.pi * f0 * k * t) / k * np.exp(-((f0 * k - formant) / 600) ** 2)
+                  for k in range(1, 30))
+        return (0.2 * sig + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+    parts, turns, pos = [], [], 0.0
+    for i, who in enumerate([0, 1, 0, 1, 1, 0]):
+        a = voice(110, 700, 2.0) if who == 0 else voice(230, 2200, 2.0)
+        parts += [a, np.zeros(int(sr * 0.5), np.float32)]
+        turns.append([_seg(i, pos, pos + 2.0)])
+        pos += 2.5
+    audio = np.concatenate(parts)
+    labels = speakers.cluster_turns(audio, turns)
+    assert labels == ["話者1", "話者2", "話者1", "話者2", "話者2", "話者1"]
+    assert speakers.cluster_turns(audio, turns, num_speakers=1) == ["話者1"] * 6
+    assert speakers.cluster_turns(None, turns) == ["話者1"] * 6
+
+
+def test_assign_by_overlap_and_relabel():
+    segs = [_seg(0, 0, 2), _seg(1, 2, 5), _seg(2, 9, 10)]
+    dia = [speakers.SpeakerTurn(0, 2.5, "SPK_07"), speakers.SpeakerTurn(2.5, 6, "SPK_02")]
+    got = speakers.assign_by_overlap(segs, dia)
+    assert got == ["SPK_07", "SPK_02", ""]
+    assert speakers.relabel_in_order(got) == ["話者1", "話者2", "話者3"]
+
+
+def test_rename_and_merge_for_the_whole_meeting():
+    utts = [Utterance(0, 1, "話者1", "a", "a", [0]), Utterance(1, 2, "話者2", "b", "b", [1]),
+            Utterance(2, 3, "話者3", "c", "c", [2]), Utterance(3, 4, "話者1", "d", "d", [3])]
+    renamed = speakers.rename_speaker(utts, "話者1", "議長")
+    assert [u.speaker for u in renamed] == ["議長", "話者2", "話者3", "議長"]
+    assert utts[0].speaker == "話者1"  # input untouched
+    merged = speakers.merge_speakers(renamed, ["話者3"], "話者2")
+    assert speakers.speakers_of(merged) == ["議長", "話者2"]
+    joined = speakers.merge_speakers(renamed, ["話者3"], "話者2", join_adjacent=True)
+    assert len(joined) == 3 and joined[1].text == "bc" and joined[1].segment_indexes == [1, 2]
+    with pytest.raises(InvalidInput):
+        speakers.rename_speaker(utts, "話者1", "  ")
