@@ -198,6 +198,17 @@ def get_job(meeting_id: int, db: sqlite_utils.Database = Depends(get_db)):
     return {"job": jobs.job_view(storage.latest_job(db, meeting_id))}
 
 
+@api_router.get("/meetings/{meeting_id}/segments",
+                summary="認識済みの区間（処理中の途中経過。after より後の番号だけ）")
+def get_segments(meeting_id: int, after: int = -1, db: sqlite_utils.Database = Depends(get_db)):
+    storage.get_meeting(db, meeting_id)
+    job = storage.latest_job(db, meeting_id)
+    segs = [] if job is None else [
+        {"index": s["index"], "start": s["start"], "end": s["end"], "text": s["text"], "dropped": s["dropped"]}
+        for s in storage.load_segments(db, job["id"]) if s["index"] > after]
+    return {"job": jobs.job_view(job), "segments": segs}
+
+
 class HeaderIn(BaseModel):
     title: Optional[str] = Field(None, max_length=storage.HEADER_MAX_CHARS["title"])
     held_at: Optional[str] = Field(None, max_length=storage.HEADER_MAX_CHARS["held_at"])

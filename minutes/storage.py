@@ -329,9 +329,12 @@ def list_jobs(db: sqlite_utils.Database, states: Iterable[str] | None = None, li
 def claim_next_job(db: sqlite_utils.Database, worker_id: str) -> dict | None:
     """Atomically move the oldest queued job to ``running`` for ``worker_id``."""
     now = now_iso()
+    pick = ("SELECT id FROM minutes_job WHERE state = 'queued' AND cancel_requested = 0"
+            " ORDER BY id LIMIT 1")
+    if db.execute(pick).fetchone() is None:  # idle poll: no write lock taken
+        return None
     with transaction(db):
-        row = db.execute("SELECT id FROM minutes_job WHERE state = 'queued' AND cancel_requested = 0"
-                         " ORDER BY id LIMIT 1").fetchone()
+        row = db.execute(pick).fetchone()  # again under the lock: another worker may have won
         if row is None:
             return None
         db.execute("UPDATE minutes_job SET state = 'running', worker_id = ?, heartbeat = ?,"
@@ -354,10 +357,12 @@ def requeue_stale_jobs(db: sqlite_utils.Database, stale_after_s: float, *, max_a
     those that already used ``max_attempts`` fail instead (a recording that crashes the worker
     every time must not loop forever)."""
     cutoff = time.time() - stale_after_s
+    sql = ("SELECT id, attempts, cancel_requested FROM minutes_job WHERE state = 'running'"
+           " AND (heartbeat IS NULL OR heartbeat < ?)")
+    if not db.execute(sql, [cutoff]).fetchall():  # the usual case: no write lock taken
+        return {"requeued": [], "failed": []}
     with transaction(db):
-        rows = db.execute("SELECT id, attempts, cancel_requested FROM minutes_job WHERE state = 'running'"
-                          " AND (heartbeat IS NULL OR heartbeat < ?)", [cutoff]).fetchall()
-        return _requeue(db, rows, max_attempts, failed_message)
+        return _requeue(db, db.execute(sql, [cutoff]).fetchall(), max_attempts, failed_message)
 
 
 def running_jobs(db: sqlite_utils.Database) -> list[dict]:

@@ -180,6 +180,22 @@ def test_cancel_while_running_then_retry_continues(db, settings, monkeypatch):
     assert storage.utterances(db, meeting_id)
 
 
+def test_meeting_deleted_while_running(db, settings, monkeypatch):
+    meeting_id, job_id = _queue(db, settings)
+    path = jobs.resolve_audio(settings, storage.get_meeting(db, meeting_id)["audio_path"])
+    real_store = storage.store_segment
+
+    def store_then_delete(dbx, *args, **kwargs):
+        real_store(dbx, *args, **kwargs)
+        jobs.delete_meeting(dbx, settings, meeting_id)  # the clerk deletes the meeting meanwhile
+
+    monkeypatch.setattr(storage, "store_segment", store_then_delete)
+    assert Worker(settings).run_once() == job_id  # ends quietly
+    assert not path.exists()
+    for table in ("minutes_meeting", "minutes_job", "minutes_segment", "minutes_utterance"):
+        assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+
+
 def test_cancel_queued_job_is_immediate(db, settings):
     meeting_id, job_id = _queue(db, settings)
     assert jobs.cancel(db, meeting_id)["state"] == "cancelled"

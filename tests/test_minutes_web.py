@@ -189,6 +189,10 @@ def test_upload_transcribe_edit_export_delete(settings, login_as, db):
         assert job["progress"] == 100
         listed = client.get("/api/minutes/meetings", headers=h).json()["meetings"]
         assert listed[0]["id"] == meeting_id and listed[0]["job"]["state_label"] == "完了"
+        segs = client.get(f"/api/minutes/meetings/{meeting_id}/segments?after=-1", headers=h).json()["segments"]
+        assert [s["index"] for s in segs] == list(range(len(segs))) and len(segs) >= 4
+        later = client.get(f"/api/minutes/meetings/{meeting_id}/segments?after=2", headers=h).json()["segments"]
+        assert later[0]["index"] == 3
         jobs_list = client.get("/api/minutes/jobs?state=done", headers=h).json()["jobs"]
         assert [j["meeting_id"] for j in jobs_list] == [meeting_id]
 

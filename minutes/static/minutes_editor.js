@@ -20,10 +20,21 @@
     $("job-panel").hidden = false;
   }
 
+  var lastSegment = -1;
   function poll() {
-    M.api("GET", API + "/job").then(function (data) {
+    M.api("GET", API + "/segments?after=" + lastSegment).then(function (data) {
       var job = data.job;
       showJob(job);
+      var live = $("live-segments");
+      data.segments.forEach(function (sg) {
+        lastSegment = Math.max(lastSegment, sg.index);
+        if (sg.dropped) return;
+        live.appendChild(M.el("li", {}, [
+          M.el("button", { type: "button", className: "utt-time", "data-play": String(sg.start),
+            "aria-label": M.hms(sg.start) + " から再生", text: M.hms(sg.start) }),
+          " " + sg.text]));
+      });
+      $("live-wrap").hidden = !(job && (job.state === "queued" || job.state === "running"));
       if (job && (job.state === "queued" || job.state === "running")) {
         pollTimer = setTimeout(poll, 2000);
       } else if (job && job.state === "done") {
