@@ -4,7 +4,7 @@ Whisper invents text over silence and noise and can get stuck repeating itself. 
 dropped (``segment.dropped`` set to the reason; the pipeline lists it, never silently deletes it)
 when:
 
-- ``no_speech``: high no-speech probability with low confidence;
+- ``no_speech``: high no-speech probability with very low confidence or little VAD speech;
 - ``compression``: gzip compression ratio above the threshold (repetitive text);
 - ``repetition``: a word or phrase repeated many times in a row;
 - ``outside_speech``: almost none of its time span is speech according to the VAD;
@@ -22,9 +22,13 @@ from minutes.vad import speech_overlap
 
 @dataclass(frozen=True)
 class HallucinationParams:
+    # Whisper's no-speech probability and avg log-prob belong to the whole 30 s decoding window,
+    # not to one segment: on their own they would drop real speech sharing a window with silence.
+    # So a segment is dropped as no-speech only when the VAD also finds little speech under it,
+    # or when the window's confidence is very low as well (Whisper's own rule).
     no_speech_prob: float = 0.6
-    no_speech_logprob: float = -0.7  # with no_speech_prob above: drop when avg_logprob below this
-    no_speech_alone: float = 0.9  # drop on no_speech_prob alone above this
+    no_speech_logprob: float = -1.0
+    no_speech_max_speech_fraction: float = 0.5
     compression_ratio: float = 2.4
     max_repeats: int = 4  # a unit repeated this many times in a row → drop
     min_speech_fraction: float = 0.1
@@ -71,8 +75,12 @@ def judge(segment: Segment, regions: list[SpeechRegion] | None = None,
     text = segment.text.strip()
     if not _compact(text):
         return "empty"
-    if segment.no_speech_prob >= p.no_speech_alone or (
-            segment.no_speech_prob >= p.no_speech_prob and segment.avg_logprob < p.no_speech_logprob):
+    fraction = None
+    if regions is not None and segment.end > segment.start:
+        fraction = speech_overlap(segment.start, segment.end, regions) / (segment.end - segment.start)
+    if segment.no_speech_prob >= p.no_speech_prob and (
+            segment.avg_logprob < p.no_speech_logprob
+            or (fraction is not None and fraction < p.no_speech_max_speech_fraction)):
         return "no_speech"
     if segment.compression_ratio > p.compression_ratio:
         return "compression"
@@ -81,10 +89,8 @@ def judge(segment: Segment, regions: list[SpeechRegion] | None = None,
         return "repetition"
     if _compact(text) in _STOCK:
         return "stock_phrase"
-    if regions is not None and segment.end > segment.start:
-        covered = speech_overlap(segment.start, segment.end, regions)
-        if covered / (segment.end - segment.start) < p.min_speech_fraction:
-            return "outside_speech"
+    if fraction is not None and fraction < p.min_speech_fraction:
+        return "outside_speech"
     return ""
 
 

@@ -118,8 +118,11 @@ def _seg(text, **kw):
 def test_hallucination_filter_reasons():
     speech = [SpeechRegion(0.5, 5.0)]
     assert hallucination.judge(_seg("本件は承認されました。"), speech) == ""
-    assert hallucination.judge(_seg("はい", no_speech_prob=0.95), speech) == "no_speech"
     assert hallucination.judge(_seg("はい", no_speech_prob=0.7, avg_logprob=-1.2), speech) == "no_speech"
+    half = [SpeechRegion(3.5, 4.0)]  # only 1/6 of the segment is speech
+    assert hallucination.judge(_seg("はい", no_speech_prob=0.7), half) == "no_speech"
+    # window-level no-speech probability alone never drops a segment that is speech
+    assert hallucination.judge(_seg("本件は承認されました。", no_speech_prob=0.95), speech) == ""
     assert hallucination.judge(_seg("あ", compression_ratio=3.1), speech) == "compression"
     assert hallucination.judge(_seg("ありがとうございます" * 5), speech) == "repetition"
     assert hallucination.judge(_seg("ご視聴ありがとうございました"), speech) == "stock_phrase"
