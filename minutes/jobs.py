@@ -89,6 +89,7 @@ def accept_upload(db: sqlite_utils.Database, settings: Settings, incoming: Path,
     mime, suffix = _FORMATS.get(info.container, ("application/octet-stream", ".bin"))
     final = upload_root(settings) / f"{uuid.uuid4().hex}{suffix}"
     os.replace(incoming, final)
+    os.chmod(final, 0o600)  # personal data: readable by the service account only
     rel = str(final.relative_to(Path(settings.uploads_dir)))
     audio = storage.NewAudio(path=rel, mime=mime, size=size if size is not None else final.stat().st_size,
                              format=info.container, duration_s=info.duration_s)

@@ -6,6 +6,7 @@ text, names or header values.
 """
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ from shared import audit
 from shared.auth import User
 from shared.config import Settings
 from shared.deps import current_user, get_db, get_settings, require_page_role, require_role
-from shared.errors import InvalidInput, NotFound, TooLarge
+from shared.errors import InvalidInput, NiizaError, NotFound, TooLarge
 from shared.web import render
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ async def _receive_upload(request: Request, settings: Settings) -> tuple[Path, _
         # Client gone, body over the middleware's limit, our own limit: no partial file stays.
         up.close()
         target.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise NiizaError("サーバーの保存領域が不足しているため、録音ファイルを保存できませんでした。管理者に連絡してください。",
+                             code="disk_full", status=507, log_message="upload: no space left") from exc
         if not isinstance(exc, MultipartParseError):
             raise
         raise InvalidInput("送信データを読み取れませんでした。もう一度お試しください。",

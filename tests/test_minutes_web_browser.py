@@ -72,6 +72,11 @@ def test_upload_wait_edit_export_reopen(live_server, page, make_user, tmp_path):
     expect(page.locator("#transcript .utt.playing")).to_have_count(1, timeout=15_000)
     assert page.evaluate("document.getElementById('player').currentTime") >= start - 0.01
     assert page.locator("#transcript .utt.playing").first.get_attribute("data-id") == third.get_attribute("data-id")
+    # clicking the line itself (here its speaker name) plays from that line too
+    fourth = lines.nth(3)
+    fourth.locator(".utt-speaker").click()
+    expect(fourth).to_have_class(re.compile(r"\bplaying\b"), timeout=15_000)
+    assert page.evaluate("document.getElementById('player').currentTime") >= float(fourth.get_attribute("data-start")) - 0.01
     page.evaluate("document.getElementById('player').pause()")
 
     # 素起こし (fillers kept) can be shown beside the edited text

@@ -113,7 +113,12 @@
 
   function onTranscriptClick(ev) {
     var btn = ev.target.closest("button[data-action]");
-    if (!btn) return;
+    if (!btn) {
+      // a click on the line itself (not on its text box or buttons) plays from there as well
+      var li = ev.target.closest(".utt");
+      if (li && !ev.target.closest("textarea, button, a, input, label")) playFrom(parseFloat(li.getAttribute("data-start")));
+      return;
+    }
     var li = lineOf(btn);
     var action = btn.getAttribute("data-action");
     if (action === "play") playFrom(parseFloat(li.getAttribute("data-start")));
