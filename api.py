@@ -26,6 +26,7 @@ from shared.db import connect, healthy
 from shared.deps import LoginRequired, PasswordChangeRequired
 from shared.errors import NiizaError
 from shared.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from shared import admin as staff_admin
 from shared.pages import api_router as auth_api_router
 from shared.pages import login_redirect
 from shared.pages import router as account_router
@@ -129,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(account_router)
     app.include_router(auth_api_router)
+    app.include_router(staff_admin.api_router)
+    app.include_router(staff_admin.page_router)
     for svc_pkg, url_name in SERVICES:
         router_mod = _service_module(svc_pkg, "router")
         if router_mod is None:
