@@ -65,6 +65,11 @@ def test_upload_wait_edit_export_reopen(live_server, page, make_user, tmp_path):
     assert page.locator("#player").get_attribute("src").endswith("/audio")
     assert axe_violations(page) == []
 
+    # keyboard: focus the first line's time button and press Enter
+    lines.first.locator("button.utt-time").focus()
+    page.keyboard.press("Enter")
+    expect(lines.first).to_have_class(re.compile(r"\bplaying\b"), timeout=15_000)
+
     # click a line's time: the player jumps there and that line is highlighted
     third = lines.nth(2)
     start = float(third.get_attribute("data-start"))
