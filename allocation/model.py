@@ -37,22 +37,66 @@ from .instance import Instance, build_instance
 from .models import Placement, Priority, Result, Round
 
 SOLVER_NAME = f"OR-Tools CP-SAT {ORTOOLS_VERSION}"
-LinearExpr = cp_model.LinearExpr
+INF = 2**62
+
+# Linear expressions are kept as a plain list of (variable index, coefficient) plus a constant and
+# written straight into the model proto: building 10^5 constraints through the operator-overloading
+# API costs several times more Python time than the solve on this scale.
+Terms = list[tuple[int, int]]
 
 
 @dataclass
 class Built:
     model: cp_model.CpModel
-    x: list  # pair -> BoolVar
+    x: list[int]  # pair -> variable index
     pair_app: list[int]
     pair_k: list[int]  # index into inst.options[i]
     app_pairs: list[list[int]]  # applicant -> its pairs, best first
-    blocking: list  # slack literals (soft mode), one per possible coalition
-    split: list  # one literal per sibling group that can split
-    placed_expr: object
-    rank_expr: object
+    blocking: list[int]  # slack variables (soft mode), one per possible coalition
+    split: list[int]  # one variable per sibling group that can split
     rank_max: int
     n_constraints: dict[str, int] = field(default_factory=dict)
+
+
+class _Proto:
+    """Thin writer for variables and constraints of a CpModelProto."""
+
+    def __init__(self) -> None:
+        self.model = cp_model.CpModel()
+        self.proto = self.model.proto
+        self.n_vars = 0
+        self.counts: dict[str, int] = {}
+
+    def bool_vars(self, n: int) -> list[int]:
+        first = self.n_vars
+        for _ in range(n):
+            self.proto.variables.add().domain.extend((0, 1))
+        self.n_vars += n
+        return list(range(first, first + n))
+
+    def int_var(self, lo: int, hi: int) -> int:
+        self.proto.variables.add().domain.extend((lo, hi))
+        self.n_vars += 1
+        return self.n_vars - 1
+
+    def linear(self, rule: str, terms: Terms, lo: int, hi: int, enforce: int | None = None) -> None:
+        """lo <= sum(coeff * var) <= hi (only when ``enforce`` is true, if given)."""
+        ct = self.proto.constraints.add()
+        if enforce is not None:
+            ct.enforcement_literal.append(enforce)
+        lin = ct.linear
+        lin.vars.extend(v for v, _ in terms)
+        lin.coeffs.extend(c for _, c in terms)
+        lin.domain.extend((lo, hi))
+        self.counts[rule] = self.counts.get(rule, 0) + 1
+
+    def at_most_one(self, rule: str, lits: list[int]) -> None:
+        self.proto.constraints.add().at_most_one.literals.extend(lits)
+        self.counts[rule] = self.counts.get(rule, 0) + 1
+
+    def exactly_one(self, rule: str, lits: list[int]) -> None:
+        self.proto.constraints.add().exactly_one.literals.extend(lits)
+        self.counts[rule] = self.counts.get(rule, 0) + 1
 
 
 def _groups(inst: Instance) -> dict[str, list[int]]:
@@ -72,14 +116,10 @@ def family_options(inst: Instance, members: list[int]) -> list[str]:
     return [nid for nid in inst.options[ref] if all(nid in s for s in sets)]
 
 
-def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
-    m = cp_model.CpModel()
+def build_model(inst: Instance, *, soft: bool) -> Built:
+    w = _Proto()
     apps = inst.apps
     groups = _groups(inst)
-    counts: dict[str, int] = {}
-
-    def count(rule: str, n: int = 1) -> None:
-        counts[rule] = counts.get(rule, 0) + n
 
     # nurseries a same_nursery member may use: only those the whole family can use
     allowed: dict[int, set[str]] = {}
@@ -93,7 +133,6 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
                 allowed[i] = common | ({cur} if cur else set())
 
     # ---- variables: one bool per placeable (applicant, listed nursery) -------------------------
-    x: list = []
     pair_app: list[int] = []
     pair_k: list[int] = []
     app_pairs: list[list[int]] = [[] for _ in apps]
@@ -105,87 +144,68 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
                 continue
             if inst.cap.get((nid, a.age_class), 0) <= 0:
                 continue  # no seat for this age at all: cannot be placed, cannot block
-            p = len(x)
-            x.append(m.new_bool_var(f"x[{a.applicant_id},{nid}]" if names else ""))
+            p = len(pair_app)
             pair_app.append(i)
             pair_k.append(k)
             app_pairs[i].append(p)
             pair_of[(i, nid)] = p
             bucket_pairs.setdefault((nid, a.age_class), []).append(p)
+    x = w.bool_vars(len(pair_app))  # pair p is variable x[p] (== p)
 
-    def xv(i: int, nid: str):
+    def xv(i: int, nid: str) -> int | None:
         p = pair_of.get((i, nid))
         return None if p is None else x[p]
 
-    def add(rule: str, ct) -> None:
-        count(rule)
-        if names:
-            ct.with_name(rule)
-
     # ---- one_place ----------------------------------------------------------------------------
-    placed = []
+    placed: list[list[int]] = []  # per applicant: its x variables (placed = their sum)
     for i, a in enumerate(apps):
         lits = [x[p] for p in app_pairs[i]]
         if a.current_nursery:
-            add("one_place", m.add_exactly_one(lits))  # the own seat is always among the options
+            w.exactly_one("one_place", lits)  # the own seat is always among the options
         elif len(lits) > 1:
-            add("one_place", m.add_at_most_one(lits))
-        placed.append(LinearExpr.sum(lits) if lits else 0)
+            w.at_most_one("one_place", lits)
+        placed.append(lits)
 
     # ---- capacity, with running counts used again by stability -----------------------------------
-    # before[p]: number of children placed in p's bucket whom the nursery ranks above p's child
-    before: list = [0] * len(x)
+    # before[p]: children placed in p's bucket whom the nursery ranks above p's child (variables,
+    # each with coefficient 1)
+    before: list[list[int]] = [[] for _ in pair_app]
     for (nid, age), ps in bucket_pairs.items():
         ps.sort(key=lambda p: inst.at_priority(nid, pair_app[p]))
-        _running_counts(m, x, ps, before)
+        _running_counts(w, x, ps, before)
         cap = inst.cap[(nid, age)]
         if len(ps) > cap:
-            add("capacity", m.add(LinearExpr.sum([x[p] for p in ps]) <= cap))
+            w.linear("capacity", [(x[p], 1) for p in ps], 0, cap)
 
     # ---- shared_cap -----------------------------------------------------------------------------
-    before_shared: dict[tuple[int, int], object] = {}  # (pair, group no.) -> running count
+    before_shared: dict[tuple[int, int], list[int]] = {}  # (pair, group no.) -> running count
     for nid, caps in inst.shared.items():
         for gno, (ages, cap) in enumerate(caps):
             ps = sorted((p for age in ages for p in bucket_pairs.get((nid, age), [])),
                         key=lambda p: inst.at_priority(nid, pair_app[p]))
-            tmp: list = [0] * len(x)
-            _running_counts(m, x, ps, tmp)
+            tmp: list[list[int]] = [[] for _ in pair_app]
+            _running_counts(w, x, ps, tmp)
             for p in ps:
                 before_shared[(p, gno)] = tmp[p]
             if len(ps) > cap:
-                add("shared_cap", m.add(LinearExpr.sum([x[p] for p in ps]) <= cap))
+                w.linear("shared_cap", [(x[p], 1) for p in ps], 0, cap)
 
-    def refusals(nid: str, age: int, p_low: int, movers: int = 1) -> list[tuple[object, int]] | None:
-        """Ways the nursery can refuse ``movers`` children of this age whose lowest-priority one
-        is pair ``p_low``: (running count, seats that must be taken by higher-ranked children).
-        None if it can always refuse."""
-        alts = [(before[p_low], inst.cap[(nid, age)] - movers + 1)]
+    # ---- how a nursery may refuse ----------------------------------------------------------------
+    # A refusal is (running count, need): the nursery refuses if at least ``need`` of the seats
+    # are taken by children it ranks higher. A list of refusals means "any one of them".
+    def refusals(nid: str, age: int, p: int) -> list[tuple[list[int], int]] | None:
+        """Refusals of one child (pair p); None if the nursery can always refuse."""
+        alts = [(before[p], inst.cap[(nid, age)])]
         for gno, (ages, cap) in enumerate(inst.shared.get(nid, [])):
             if age in ages:
-                alts.append((before_shared[(p_low, gno)], cap - movers + 1))
+                alts.append((before_shared[(p, gno)], cap))
         if any(need <= 0 for _, need in alts):
             return None
         return alts
 
-    blocking: list = []
-
-    def no_blocking(rule: str, alts: list[tuple[object, int]], excuse) -> None:
-        """Unless ``excuse`` >= 1 (or a slack is paid), one of the refusals must hold."""
-        if soft:
-            b = m.new_bool_var("")
-            blocking.append(b)
-            excuse = excuse + b
-        if len(alts) == 1:
-            h, need = alts[0]
-            add(rule, m.add(h + need * excuse >= need))
-        else:
-            zs = [m.new_bool_var("") for _ in alts]
-            add(rule, m.add(LinearExpr.sum(zs) + excuse >= 1))
-            for z, (h, need) in zip(zs, alts):
-                add(rule, m.add(h >= need).only_enforce_if(z))
-
-    def family_refusals(nid: str, movers_here: list[int]) -> list[tuple[object, int]] | None:
-        """Ways nursery ``nid`` can refuse a family that moves in together; None: it always can."""
+    def family_refusals(nid: str, movers_here: list[int]) -> list[tuple[list[int], int]] | None:
+        """Refusals of a family moving in together: per age (and shared room), the members' lowest
+        priority one must fit with the others; None if the nursery can always refuse."""
         if not movers_here:
             return None
         alts: list = []
@@ -193,7 +213,7 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
         for i in movers_here:
             by_age.setdefault(apps[i].age_class, []).append(i)
         for age, ms in by_age.items():
-            p_low = pair_of.get((max(ms), nid))  # the lowest-priority member of this age
+            p_low = pair_of.get((max(ms), nid))  # positions are in priority order
             need = inst.cap.get((nid, age), 0) - len(ms) + 1
             if p_low is None or need <= 0:
                 return None
@@ -208,62 +228,87 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
                 alts.append((before_shared[(p_low, gno)], need))
         return alts
 
+    blocking: list[int] = []
+
+    def no_blocking(rule: str, alts: list[tuple[list[int], int]], excuse: Terms, excuse_const: int = 0) -> None:
+        """Unless excuse (+ const) >= 1, or a slack is paid, one of the refusals must hold."""
+        if soft:
+            b = w.bool_vars(1)[0]
+            blocking.append(b)
+            excuse = excuse + [(b, 1)]
+        if len(alts) == 1:  # running count + need * excuse >= need
+            h, need = alts[0]
+            w.linear(rule, [(v, 1) for v in h] + [(v, need * c) for v, c in excuse],
+                     need * (1 - excuse_const), INF)
+        else:
+            zs = w.bool_vars(len(alts))
+            w.linear(rule, [(z, 1) for z in zs] + excuse, 1 - excuse_const, INF)
+            for z, (h, need) in zip(zs, alts):
+                w.linear(rule, [(v, 1) for v in h], need, INF, enforce=z)
+
     # ---- siblings -------------------------------------------------------------------------------
     coupled: dict[int, str] = {}  # applicant -> mode, for members whose stability is per family
-    split: list = []
+    split: list[int] = []
     for g, members in groups.items():
         mode = apps[members[0]].sibling_mode
         movers = [i for i in members if not apps[i].current_nursery]
         if mode == "same_nursery":
             opts = fam_opts[g]
-            together = []
-            for nid in opts:
-                t = m.new_bool_var("")
-                together.append(t)
+            together = w.bool_vars(len(opts))  # the family is together at opts[k]
+            for t, nid in zip(together, opts):
                 for i in members:
-                    v = xv(i, nid)
                     if apps[i].current_nursery == nid:
                         continue  # stays anyway when the family does not move together
-                    if v is None:
-                        add("same_nursery", m.add(t == 0))
-                    else:
-                        add("same_nursery", m.add(v == t))
-            if together:
-                add("same_nursery", m.add_at_most_one(together))
+                    v = xv(i, nid)
+                    w.linear("same_nursery", [(t, 1)] + ([(v, -1)] if v is not None else []), 0, 0)
+            if len(together) > 1:
+                w.at_most_one("same_nursery", together)
             for i in movers:
-                add("same_nursery", m.add(placed[i] == LinearExpr.sum(together) if together else placed[i] == 0))
+                w.linear("same_nursery", [(v, 1) for v in placed[i]] + [(t, -1) for t in together], 0, 0)
             for i in members:
                 coupled[i] = mode
             # family blocking: for each nursery the family ranks above where it is together
             for kk, nid in enumerate(opts):
                 alts = family_refusals(nid, [i for i in members if apps[i].current_nursery != nid])
                 if alts:
-                    no_blocking("stability_family", alts, LinearExpr.sum(together[: kk + 1]))
+                    no_blocking("stability_family", alts, [(t, 1) for t in together[: kk + 1]])
         elif mode == "all_or_none":
             for i in movers[1:]:
-                add("all_or_none", m.add(placed[i] == placed[movers[0]]))
+                w.linear("all_or_none", [(v, 1) for v in placed[i]] + [(v, -1) for v in placed[movers[0]]], 0, 0)
             if len(movers) >= 2:
                 for i in movers:
                     coupled[i] = mode
+                ref_placed = [(v, 1) for v in placed[movers[0]]]
                 if all_or_none_independent_members(inst, movers):
                     # unplaced family blocks if every member has a listed nursery that would take it
-                    w = [m.new_bool_var("") for _ in movers]
-                    alt_lists = []
-                    for wi, i in zip(w, movers):
+                    ws = w.bool_vars(len(movers))  # ws[j]: member j has no nursery that would take it
+                    if soft:
+                        b = w.bool_vars(1)[0]
+                        blocking.append(b)
+                        w.linear("stability_family", [(v, 1) for v in ws] + ref_placed + [(b, 1)], 1, INF)
+                    else:
+                        w.linear("stability_family", [(v, 1) for v in ws] + ref_placed, 1, INF)
+                    for wj, i in zip(ws, movers):
                         for p in app_pairs[i]:
-                            r = refusals(inst.options[i][pair_k[p]], apps[i].age_class, p)
-                            if r is not None:
-                                alt_lists.append((wi, r))
-                    _family_unplaced(m, movers, placed, w, alt_lists, soft, blocking, count)
+                            alts = refusals(inst.options[i][pair_k[p]], apps[i].age_class, p)
+                            if alts is None:
+                                continue
+                            if len(alts) == 1:
+                                w.linear("stability_family", [(v, 1) for v in alts[0][0]], alts[0][1], INF, enforce=wj)
+                            else:
+                                zs = w.bool_vars(len(alts))
+                                w.linear("stability_family", [(z, 1) for z in zs], 1, INF, enforce=wj)
+                                for z, (h, need) in zip(zs, alts):
+                                    w.linear("stability_family", [(v, 1) for v in h], need, INF, enforce=z)
                 else:
                     # members compete for the same seats (same age, or a shared room): the unplaced
                     # family blocks with a nursery that would take all of them together
                     for nid in common_options(inst, movers):
                         alts = family_refusals(nid, movers)
                         if alts:
-                            no_blocking("stability_family", alts, placed[movers[0]])
+                            no_blocking("stability_family", alts, ref_placed)
         if mode in ("all_or_none", "independent") or any(apps[i].current_nursery for i in members):
-            s = m.new_bool_var("")
+            s = w.bool_vars(1)[0]
             split.append(s)
             union = sorted({nid for i in members for nid in inst.options[i]})
             ref = members[0]
@@ -273,12 +318,13 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
                     vi = xv(i, nid)
                     if vr is None and vi is None:
                         continue
-                    d = (vi if vi is not None else 0) - (vr if vr is not None else 0)
-                    add("split", m.add(s >= d))
-                    add("split", m.add(s >= -d))
+                    d = ([(vi, 1)] if vi is not None else []) + ([(vr, -1)] if vr is not None else [])
+                    w.linear("split", [(s, 1)] + [(v, -c) for v, c in d], 0, INF)  # s >= d
+                    w.linear("split", [(s, 1)] + d, 0, INF)  # s >= -d
             for i in members[1:]:
-                add("split", m.add(s >= placed[i] - placed[ref]))
-                add("split", m.add(s >= placed[ref] - placed[i]))
+                d = [(v, 1) for v in placed[i]] + [(v, -1) for v in placed[ref]]
+                w.linear("split", [(s, 1)] + [(v, -c) for v, c in d], 0, INF)
+                w.linear("split", [(s, 1)] + d, 0, INF)
 
     # ---- stability for every child not bound to a family ------------------------------------------
     for i, a in enumerate(apps):
@@ -286,59 +332,32 @@ def build_model(inst: Instance, *, soft: bool, names: bool = False) -> Built:
         if mode == "same_nursery":
             continue
         ps = app_pairs[i]
-        prefix = []
-        for p in ps:
-            prefix.append(x[p])
-            r = refusals(inst.options[i][pair_k[p]], a.age_class, p)
-            if r is None:
+        for j, p in enumerate(ps):
+            alts = refusals(inst.options[i][pair_k[p]], a.age_class, p)
+            if alts is None:
                 continue
-            excuse = LinearExpr.sum(prefix)
-            if mode == "all_or_none":  # an unplaced family is handled as a whole
-                excuse = excuse + 1 - placed[i]
-            no_blocking("stability", r, excuse)
+            if mode == "all_or_none":
+                # excused if placed here or better, or if the family is unplaced (checked as a whole):
+                # excuse = prefix + 1 - placed = 1 - (placed somewhere worse)
+                no_blocking("stability", alts, [(x[q], -1) for q in ps[j + 1:]], 1)
+            else:
+                no_blocking("stability", alts, [(x[q], 1) for q in ps[: j + 1]])
 
-    placed_expr = LinearExpr.sum(x)
-    rank_expr = LinearExpr.weighted_sum(x, pair_k)
     rank_max = sum(max((pair_k[p] for p in ps), default=0) for ps in app_pairs)
-    return Built(m, x, pair_app, pair_k, app_pairs, blocking, split, placed_expr, rank_expr, rank_max, counts)
+    return Built(w.model, x, pair_app, pair_k, app_pairs, blocking, split, rank_max, w.counts)
 
 
-def _running_counts(m: cp_model.CpModel, x: list, ps: list[int], out: list) -> None:
-    """out[p] = sum of x over the pairs before p in ``ps`` (a linear expression or 0)."""
-    run = None
-    size = 0
+def _running_counts(w: _Proto, x: list[int], ps: list[int], out: list[list[int]]) -> None:
+    """out[p] = variables whose sum counts the pairs before p in ``ps``: a few x's after a
+    running-count variable, so each expression stays short and the model linear in size."""
+    run: list[int] = []
     for pos, p in enumerate(ps):
-        out[p] = 0 if run is None else run
-        if run is None:
-            run = x[p]
-        elif size < 6:
-            run = run + x[p]
-        else:  # keep expressions short: a running-count variable every few steps
-            v = m.new_int_var(0, pos + 1, "")
-            m.add(v == run + x[p])
-            run = v
-            size = 0
-        size += 1
-
-
-def _family_unplaced(m, movers, placed, w, alt_lists, soft, blocking, count) -> None:
-    if soft:
-        b = m.new_bool_var("")
-        blocking.append(b)
-        m.add(LinearExpr.sum(w) + placed[movers[0]] + b >= 1)
-    else:
-        m.add(LinearExpr.sum(w) + placed[movers[0]] >= 1)
-    count("stability_family")
-    for wi, alts in alt_lists:
-        if len(alts) == 1:
-            h, need = alts[0]
-            m.add(h >= need).only_enforce_if(wi)
-        else:
-            zs = [m.new_bool_var("") for _ in alts]
-            m.add(LinearExpr.sum(zs) >= 1).only_enforce_if(wi)
-            for z, (h, need) in zip(zs, alts):
-                m.add(h >= need).only_enforce_if(z)
-        count("stability_family")
+        out[p] = run
+        run = run + [x[p]]
+        if len(run) > 20 and pos + 1 < len(ps):
+            v = w.int_var(0, pos + 1)
+            w.linear("running_count", [(v, 1)] + [(u, -1) for u in run], 0, 0)
+            run = [v]
 
 
 def _hint_values(built: Built, hint: list[int | None]) -> list[int]:
@@ -352,10 +371,11 @@ def _hint_values(built: Built, hint: list[int | None]) -> list[int]:
 
 
 def _set_hint(built: Built, values: list[int]) -> None:
-    m = built.model
-    m.clear_hints()
-    for v, val in zip(built.x, values):
-        m.add_hint(v, val)
+    hint = built.model.proto.solution_hint
+    hint.vars.clear()
+    hint.values.clear()
+    hint.vars.extend(built.x)
+    hint.values.extend(values)
 
 
 def all_or_none_independent_members(inst: Instance, movers: list[int]) -> bool:
@@ -404,15 +424,12 @@ def warm_start(inst: Instance) -> list[int | None]:
 
 def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: Priority | None = None,
           log: bool = False) -> Result:
-    from .verify import verify_assignment  # independent checker, used to decide hard/soft
-
     t0 = time.perf_counter()
     inst = build_instance(rnd, priority)
     hint = warm_start(inst)
-    hint_assignment = {a.applicant_id: (inst.options[i][hint[i]] if hint[i] is not None else None)
-                       for i, a in enumerate(inst.apps)}
-    hint_report = verify_assignment(rnd, hint_assignment, inst.priority)
-    soft = not hint_report.ok or hint_report.blocking_count > 0
+    # Without siblings or shared rooms, DA is stable, so the model with hard stability is
+    # feasible. Otherwise a stable result may not exist: the hard model is tried first anyway.
+    soft = bool(_groups(inst)) or bool(inst.shared)
     t1 = time.perf_counter()
     deadline = t0 + time_limit
     solver = cp_model.CpSolver()
@@ -427,11 +444,15 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     objective: dict[str, int] = {}
     last_status = ""
 
-    def stage(name: str, expr, share: float = 1.0) -> int | None:
+    def stage(name: str, terms: Terms, share: float = 1.0) -> int | None:
+        """Minimise sum(terms); on success fix that value for the next stages."""
         nonlocal status_all, values, last_status
         m = built.model
         _set_hint(built, values)
-        m.minimize(expr)
+        m.clear_objective()
+        obj = m.proto.objective
+        obj.vars.extend(v for v, _ in terms)
+        obj.coeffs.extend(c for _, c in terms)
         solver.parameters.max_time_in_seconds = max(0.5, share * (deadline - time.perf_counter()))
         st = solver.solve(m)
         stage_times[name] = solver.wall_time
@@ -441,16 +462,20 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
         if st != cp_model.OPTIMAL:
             status_all = "FEASIBLE"
         sol = solver.response_proto.solution
-        values = [sol[v.index] for v in built.x]
+        values = [sol[v] for v in built.x]
         val = int(round(solver.objective_value))
-        m.add(expr == val)
+        ct = m.proto.constraints.add().linear
+        ct.vars.extend(v for v, _ in terms)
+        ct.coeffs.extend(c for _, c in terms)
+        ct.domain.extend((val, val))
         return val
 
-    def main_objective():
+    def main_objective() -> Terms:
         # most placed, then best ranks, then fewest split sibling groups, as one exact integer
         w_rank = len(built.split) + 1
         w_placed = (built.rank_max + 1) * w_rank
-        return (-w_placed) * built.placed_expr + w_rank * built.rank_expr + LinearExpr.sum(built.split)
+        return ([(v, w_rank * k - w_placed) for v, k in zip(built.x, built.pair_k)]
+                + [(s, 1) for s in built.split])
 
     # With a stable, rule-abiding warm start (always so without siblings) the hard model is
     # feasible. Otherwise try it anyway (a stable result usually exists and is found quickly);
@@ -461,7 +486,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
         built = build_model(inst, soft=True)
         values = _hint_values(built, hint)
         t_build += time.perf_counter() - tb
-        val = stage("blocking", LinearExpr.sum(built.blocking), 0.5)
+        val = stage("blocking", [(b, 1) for b in built.blocking], 0.5)
         ok = val is not None and stage("placed_rank_split", main_objective(), 0.7) is not None
         objective["blocking"] = val if val is not None else -1
     else:
@@ -472,7 +497,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     if ok and (_groups(inst) or inst.shared or soft):
         weights = [tie_weight(inst.apps[built.pair_app[p]].applicant_id,
                               inst.options[built.pair_app[p]][built.pair_k[p]]) for p in range(len(built.x))]
-        val = stage("tie", LinearExpr.weighted_sum(built.x, weights))
+        val = stage("tie", list(zip(built.x, weights)))
         if val is None:
             status_all = "FEASIBLE"
         objective["tie"] = val if val is not None else -1
