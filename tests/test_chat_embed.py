@@ -1,0 +1,85 @@
+"""Embedding backends: the local-folder transformers loader on a tiny BERT the test builds and
+saves itself (no download), and the USE fallback behind the same interface."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chatbot.embed import TransformersEmbedder, get_embedder
+from test_chat_support import SMALL_FAQ, make_db
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    chars = sorted({c for f in SMALL_FAQ for c in f.question + f.answer + "検索クエリ文書:住民票コンビニ天気"
+                    if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False)
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=256)
+    transformers.BertModel(cfg).save_pretrained(str(folder))
+    (folder / "prefix.json").write_text(json.dumps({"query": "検索クエリ: ", "passage": "検索文書: "},
+                                                   ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def test_transformers_folder_loads_and_mean_pools(tiny_model):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    emb = TransformersEmbedder(tiny_model)
+    assert emb.dim == 32 and emb.name.startswith("transformers:")
+    a = emb.embed_queries(["住民票"])[0]
+    assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-5)
+    # padding is masked out: the same text alone and next to a long text gives the same vector
+    both = emb.embed_queries(["住民票", "住民票の写しをコンビニで取得できますか"])
+    assert np.allclose(both[0], a, atol=1e-5) and not np.allclose(both[1], a, atol=1e-3)
+    # the query/passage prefixes from prefix.json are applied
+    assert not np.allclose(emb.embed_passages(["住民票"])[0], a, atol=1e-4)
+    # equals a hand-made mean over the model's last hidden state
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    model = AutoModel.from_pretrained(str(tiny_model)).eval()
+    with torch.no_grad():
+        h = model(**tok(["検索クエリ: 住民票"], return_tensors="pt")).last_hidden_state[0]
+    ref = h.mean(0).numpy()
+    assert np.allclose(a, ref / np.linalg.norm(ref), atol=1e-5)
+
+
+def test_transformers_backend_through_the_service(tiny_model, tmp_path):
+    from chatbot import service
+
+    settings, db = make_db(tmp_path, embedding=f"transformers:{tiny_model}")
+    models = {r[0] for r in db.conn.execute("SELECT DISTINCT model FROM chat_faq_vector")}
+    assert models == {get_embedder(settings.chat_embedding).name}
+    r = service.retriever(db, settings)
+    snap = r.snapshot(db)
+    emb = get_embedder(settings.chat_embedding)
+    # stored vectors are the model's passage vectors; dense scores use its query vector
+    texts = {f.faq_id: f.embed_text() for f in SMALL_FAQ}
+    i = snap.pos["T02"]
+    assert np.allclose(snap.matrix[i], emb.embed_passages([texts["T02"]])[0], atol=1e-5)
+    dense = r.dense_scores(snap, "粗大ごみの出し方")
+    assert np.isclose(dense[i], float(snap.matrix[i] @ emb.embed_queries(["粗大ごみの出し方"])[0]), atol=1e-5)
+    res = r.search(db, "粗大ごみの出し方", w_lex=1.0, w_dense=0.0)
+    assert res.hits[0].faq_id == "T02"
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        TransformersEmbedder(tmp_path / "nope")
+
+
+def test_use_fallback_same_interface():
+    emb = get_embedder("use")
+    v = emb.embed_queries(["粗大ごみの出し方", "粗大ゴミを捨てたい", "図書館の開館時間"])
+    assert v.shape == (3, emb.dim) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2]
