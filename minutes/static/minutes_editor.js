@@ -267,7 +267,10 @@
       kp.textContent = "";
       if (!data.key_points.length) kp.appendChild(M.el("li", { text: "（該当なし）" }));
       data.key_points.forEach(function (p) {
-        kp.appendChild(M.el("li", { text: "【" + p.kind + "】" + p.text + "（" + p.speaker + "）" }));
+        kp.appendChild(M.el("li", {}, [
+          M.el("button", { type: "button", className: "utt-time", "data-play": String(p.start),
+            "aria-label": M.hms(p.start) + " から再生", text: M.hms(p.start) }),
+          " 【" + p.kind + "】" + p.text + "（" + p.speaker + "）"]));
       });
     });
   }
