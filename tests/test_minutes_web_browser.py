@@ -130,3 +130,69 @@ def test_upload_wait_edit_export_reopen(live_server, page, make_user, tmp_path):
     page.goto(editor_url)
     assert page.locator("#transcript .utt textarea").first.input_value() == edited
     assert "委員長" in page.locator("#transcript .utt .utt-speaker").first.inner_text()
+
+
+def test_editor_controls_header_speakers_history_delete(live_server, page, make_user, db, settings):
+    """The editor's other controls on a finished meeting (draft stored directly, no transcription)."""
+    import shutil
+
+    from minutes import jobs, storage
+    incoming = jobs.new_upload_path(settings)
+    shutil.copy(MP3, incoming)
+    meeting_id, job_id = jobs.accept_upload(db, settings, incoming, header={"title": "第1回 会議"}, owner_id=None)
+    db.execute("UPDATE minutes_job SET state='done', progress=100, stage='done' WHERE id=?", [job_id])
+    storage.replace_draft(db, meeting_id, [
+        {"start": 0.8, "end": 4.6, "speaker": "話者1", "text": "ただいまから委員会を開会いたします。",
+         "raw_text": "えー、ただいまから委員会を開会いたします。"},
+        {"start": 5.2, "end": 10.6, "speaker": "話者2", "text": "入所申請はいつからですか。",
+         "raw_text": "あのー、入所申請はいつからですか。"},
+        {"start": 11.2, "end": 14.7, "speaker": "話者3", "text": "来年4月から開始する予定です。",
+         "raw_text": "えっと、来年4月から開始する予定です。"}], ["話者1", "話者2", "話者3"])
+    audio = jobs.resolve_audio(settings, storage.get_meeting(db, meeting_id)["audio_path"])
+
+    user = make_user("clerk")
+    browser_login(page, live_server, user.username)
+    page.wait_for_load_state()
+    page.goto(f"{live_server}/minutes/{meeting_id}")
+    assert page.locator("#job-panel").is_hidden()
+    expect(page.locator("#key-points")).to_contain_text("予定です")
+
+    # header
+    page.fill("#h-title", "第2回 文教厚生委員会")
+    page.fill("#h-place", "第1委員会室")
+    page.click("#header-form button[type=submit]")
+    expect(page.locator("#header-status")).to_contain_text("保存しました")
+    expect(page.locator("h1")).to_have_text("第2回 文教厚生委員会")
+    m = storage.get_meeting(db, meeting_id)
+    assert (m["title"], m["place"]) == ("第2回 文教厚生委員会", "第1委員会室")
+
+    # merge 話者3 into 話者2, then undo
+    expect(page.locator("#merge-source option")).to_have_count(3)
+    page.select_option("#merge-source", label="話者3")
+    page.select_option("#merge-target", label="話者2")
+    page.click("#merge-form button[type=submit]")
+    expect(page.locator("#speaker-status")).to_contain_text("統合しました")
+    expect(page.locator("#transcript .utt").nth(2).locator(".utt-speaker")).to_have_text("話者2")
+    page.click("#speaker-list .merged button")
+    expect(page.locator("#speaker-status")).to_contain_text("解除しました")
+    expect(page.locator("#transcript .utt").nth(2).locator(".utt-speaker")).to_have_text("話者3")
+
+    # edit, then restore the machine version from the history dialog
+    line = page.locator("#transcript .utt").nth(1)
+    line.locator("textarea").fill("入所申請はいつから始まりますか。")
+    line.locator('[data-action="save"]').click()
+    expect(line.locator(".utt-msg")).to_contain_text("第2版")
+    line.locator('[data-action="history"]').click()
+    page.locator("#history-dialog button", has_text="この版に戻す").click()
+    expect(line.locator(".utt-msg")).to_contain_text("第1版の内容に戻しました")
+    assert line.locator("textarea").input_value() == "入所申請はいつからですか。"
+    assert [v["source"] for v in storage.utterance_versions(db, meeting_id, int(line.get_attribute("data-id")))] \
+        == ["restore", "edit", "machine"]
+
+    # delete (confirm dialog accepted): back to the list, file and rows gone
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete-meeting")
+    page.wait_for_url(live_server + "/minutes")
+    assert not audio.exists()
+    assert db.execute("SELECT COUNT(*) FROM minutes_meeting").fetchone()[0] == 0
+    expect(page.locator("#meeting-rows")).to_contain_text("まだ登録された会議はありません")
