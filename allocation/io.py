@@ -581,14 +581,18 @@ def write_result_csv(path: str | Path, result: Result, rnd: Round) -> None:
 
 
 def result_xlsx_bytes(result: Result, rnd: Round) -> bytes:
+    return rows_xlsx_bytes(result_rows(result, rnd))
+
+
+def rows_xlsx_bytes(rows: list[dict]) -> bytes:
     import openpyxl
 
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "result"
     ws.append(RESULT_COLUMNS)
-    for r in result_rows(result, rnd):
-        ws.append([r[c] for c in RESULT_COLUMNS])
+    for r in rows:
+        ws.append(["" if r.get(c) is None else r.get(c) for c in RESULT_COLUMNS])
     buf = _io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -63,3 +63,16 @@ def run_compare(rnd: Round, manual: dict[str, str | None], *, time_limit: float,
 
 
 __all__ = ["SOLVER_NAME", "SolveOutcome", "run_check", "run_compare", "run_solve", "sha256_hex"]
+
+
+def on_startup(settings):
+    """Runs left queued/running by a previous process can never finish: mark them failed."""
+    from shared.db import connect
+
+    from . import storage
+
+    db = connect(settings.db_path)
+    try:
+        storage.fail_interrupted(db)
+    finally:
+        db.conn.close()
