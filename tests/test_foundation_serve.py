@@ -39,9 +39,10 @@ def test_serve_on_fresh_folder(tmp_path):
         # staff pages need a login; the API needs a token
         for path in ("/minutes", "/allocation"):
             r = httpx.get(base + path, follow_redirects=False)
-            assert r.status_code in (303, 404), (path, r.status_code)
-            if r.status_code == 303:
-                assert r.headers["location"].startswith("/login")
+            assert r.status_code == 303, (path, r.status_code)
+            assert r.headers["location"].startswith("/login")
+        for path in ("/api/minutes/meetings", "/api/allocation/rounds"):
+            assert httpx.get(base + path).status_code == 401, path
         assert httpx.get(base + "/docs").status_code == 200
     finally:
         proc.terminate()
