@@ -275,7 +275,7 @@ def parse_nurseries(table: Table) -> tuple[list[Nursery], list[dict]]:
     out: list[Nursery] = []
     seen: dict[str, int] = {}
     for rowno, cells in table.rows:
-        nid = _get(cells, cols["nursery_id"])
+        nid = unicodedata.normalize("NFKC", _get(cells, cols["nursery_id"])).strip()
         ok = True
         if not nid:
             errors.append(_err(f, rowno, table.headers[cols["nursery_id"]], "施設番号が空です。"))
@@ -493,7 +493,8 @@ def load_round(applicants: str | Path, nurseries: str | Path, rules: str | Path 
         errors.extend(errs)
         if not any(e["row"] == 1 for e in errs):
             nursery_ids = {n.nursery_id for n in nursery_list} | {
-                _get(c, _map_headers(nt, NURSERY_ALIASES).get("nursery_id")) for _, c in nt.rows}
+                unicodedata.normalize("NFKC", _get(c, _map_headers(nt, NURSERY_ALIASES).get("nursery_id"))).strip()
+                for _, c in nt.rows}
     except InvalidInput as exc:
         errors.extend(exc.details or [])
     app_list: list[Applicant] = []

@@ -144,6 +144,7 @@ def verify_assignment(rnd: Round, assignment: dict[str, str | None], priority: P
             if any(got) and not all(got):
                 violation("all_or_none", ids, None, f"兄弟グループ{g}（全員入所希望）の一部だけが入所しています。")
     rep.ok = not rep.violations
+    rep.by_rank = dict(sorted(rep.by_rank.items(), key=lambda kv: (kv[0] == "在園継続", len(kv[0]), kv[0])))
 
     # ---- blocking coalitions
     occ_sorted: dict[tuple[str, int], list[tuple[int, int]]] = {
