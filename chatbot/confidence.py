@@ -22,7 +22,7 @@ import numpy as np
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "calibration.json"
 FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage", "noun_cov",
-            "other_municipality", "personal", "n_tokens")
+            "kana_cov", "other_municipality", "personal", "n_tokens")
 
 
 @dataclass
@@ -180,9 +180,10 @@ def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0) -> tuple[dict, list
 
 def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
               kana_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3), model: str = "",
-              features: Sequence[str] = FEATURES) -> Calibration:
-    """Grid-search the lexical weight and the thresholds, with the in-scope model fitted for each
-    weight, maximising hit@1 + (OOS precision + OOS recall) / 2 on the given queries."""
+              features: Sequence[str] = FEATURES, min_oos_recall: float = 0.8) -> Calibration:
+    """Grid-search the fusion weights and the thresholds, with the in-scope model fitted for each
+    weight pair, maximising hit@1 + (OOS precision + OOS recall) / 2 among the settings that keep
+    OOS recall ≥ ``min_oos_recall`` (if any do) on the given queries."""
     if not qs:
         raise ValueError("no queries to calibrate on")
     weights = list(weights) if weights is not None else [round(x, 2) for x in np.arange(0, 1.0001, 0.1)]
@@ -227,7 +228,8 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
                     rec = caught / n_oos if n_oos else 1.0
                     m = {"hit_at_1": hit1, "oos_precision": prec, "oos_recall": rec}
                     wrong = int((direct & ~correct).sum())
-                    key = (round(_objective(m), 6), -wrong, -ts)
+                    # the issue's goal first (OOS recall ≥ 0.8), then the objective
+                    key = (rec >= min_oos_recall, round(_objective(m), 6), -wrong, -ts)
                     if best is None or key > best[0]:
                         best = (key, (wl, wk), float(ts), float(tm), float(tp), om, p.copy(),
                                 tops.copy(), dict(base, **m))
@@ -244,3 +246,13 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
                        t_oos=float(min(tops.min(), ts)) - 1.0, t_p=tp, t_p_oos=t_p_oos,
                        oos_model=om, model=model, n_queries=len(qs),
                        metrics={k: round(v, 4) for k, v in m.items()})
+
+
+def evaluate_scores(qs: list[QueryScores], cal: Calibration) -> dict:
+    """Metrics of ``cal`` replayed on precomputed query scores (same decision as ``decide``)."""
+    ranked, kinds = [], []
+    for q in qs:
+        f, ids = _fused_feats(q, cal.w_lex, cal.w_kana)
+        ranked.append(ids)
+        kinds.append(decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind)
+    return metrics_for(ranked, kinds, [q.gold for q in qs])

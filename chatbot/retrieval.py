@@ -72,6 +72,7 @@ class Snapshot:
     has_vec: np.ndarray  # (n,) bool
     synonyms: Synonyms
     vocab: set = field(default_factory=set)
+    kana_vocab: set = field(default_factory=set)
     built_s: float = 0.0
 
 
@@ -90,7 +91,7 @@ def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
             matrix[i] = v
             has[i] = True
     return Snapshot(gen, embedder.name, ids, pos, faqs, matrix, has, storage.load_synonyms(db),
-                    storage.vocabulary(db), time.perf_counter() - t0)
+                    storage.vocabulary(db), storage.kana_vocabulary(db), time.perf_counter() - t0)
 
 
 def fts_query(toks: list[str]) -> str:
@@ -211,18 +212,17 @@ class Retriever:
             order.sort(key=lambda i: -fused[i])
         hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
-        feats = oos_features(an, snap.vocab, norm, fused, dense, lz)
+        feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
         return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
                       top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
                       ms=(time.perf_counter() - t0) * 1000, features=feats)
 
 
-FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage", "noun_cov",
-            "other_municipality", "personal", "n_tokens")
+MOVING_RE = re.compile(r"(引っ?越|引越|転出|転入|転居|住んで|住む|移り|移る)")
 
 
 def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray,
-                 lz: np.ndarray) -> dict:
+                 lz: np.ndarray, kana_vocab: set | None = None) -> dict:
     """Query-level signals for "is this question covered by the FAQ at all?"."""
     def top2(x):
         if x.size == 0:
@@ -236,6 +236,10 @@ def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray
     d1, d2 = top2(dense)
     uniq = set(an.tokens)
     nouns = set(an.nouns)
+    grams = trigrams(reading(norm), limit=200)
+    kana_cov = (sum(g in kana_vocab for g in grams) / len(grams)) if (grams and kana_vocab) else 0.0
+    # another municipality named, unless the question is about moving or also names Niiza
+    other = an.other_municipality and "新座" not in norm and not MOVING_RE.search(norm)
     return {
         "top": f1,
         "margin": f1 - f2,
@@ -244,7 +248,8 @@ def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray
         "top_lex_z": float(lz.max()) if lz.size else 0.0,
         "coverage": (sum(t in vocab for t in uniq) / len(uniq)) if uniq else 0.0,
         "noun_cov": (sum(t in vocab for t in nouns) / len(nouns)) if nouns else 1.0,
-        "other_municipality": 1.0 if an.other_municipality else 0.0,
+        "kana_cov": kana_cov,
+        "other_municipality": 1.0 if other else 0.0,
         "personal": 1.0 if PERSONAL_RE.search(norm) else 0.0,
         "n_tokens": float(min(len(uniq), 12)),
     }

@@ -349,7 +349,7 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
         dense = r.dense_scores(snap, norm)
         lz, dz = _z(lex), _z(dense)
         kz = _z(r.kana_scores(db, snap, norm))
-        static = oos_features(an, snap.vocab, norm, dz, dense, lz)  # top/margin replaced per weight
+        static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab)  # top/margin: per weight
         out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz))
     return out
 

@@ -118,6 +118,9 @@ MIGRATIONS: list[Migration] = [
               apply=_m1),
     Migration(service="chat", version=2, name="fts vocabulary view", apply=_m2),
     Migration(service="chat", version=3, name="kana reading trigram index", apply=lambda db: _m3(db)),
+    Migration(service="chat", version=4, name="kana trigram vocabulary view",
+              apply=lambda db: db.conn.execute(
+                  "CREATE VIRTUAL TABLE chat_faq_kana_vocab USING fts5vocab(chat_faq_kana, 'row')")),
 ]
 
 
@@ -175,6 +178,10 @@ def _bump(conn: sqlite3.Connection) -> None:
 
 def vocabulary(db: sqlite_utils.Database) -> set[str]:
     return {r[0] for r in db.conn.execute("SELECT term FROM chat_faq_vocab")}
+
+
+def kana_vocabulary(db: sqlite_utils.Database) -> set[str]:
+    return {r[0] for r in db.conn.execute("SELECT term FROM chat_faq_kana_vocab")}
 
 
 def generation(db: sqlite_utils.Database) -> int:
