@@ -34,7 +34,9 @@ class Explanation:
                 "preference_rank": self.preference_rank, "reason": self.reason, "details": self.details}
 
     def text(self) -> str:
-        lines = [self.reason]
+        order = f"優先順位 {self.priority_rank}位（指数 {fmt_points(self.points)}"
+        order += f"、直前の申込者との順位は「{self.tie_rule}」で決定）" if self.tie_rule else "）"
+        lines = [self.reason, order]
         lines += [d["text"] for d in self.details]
         return "\n".join(lines)
 

@@ -174,7 +174,8 @@ def test_shared_cap_over_age_classes():
 
 def test_identical_results_with_several_workers_and_repeats():
     rnd = to_round(generate(600, 33, siblings=0.1, transfers=0.05, seed=11))
-    runs = [solve(rnd, time_limit=60, workers=w) for w in (1, 4, 8, 8)]
+    shuffled = Round(list(reversed(rnd.applicants)), list(reversed(rnd.nurseries)), rnd.rules)
+    runs = [solve(rnd, time_limit=60, workers=w) for w in (1, 4, 8)] + [solve(shuffled, time_limit=60, workers=8)]
     assert all(r.status == "OPTIMAL" for r in runs)
     first = runs[0].assignment()
     assert all(r.assignment() == first for r in runs[1:])
@@ -195,4 +196,21 @@ def test_fewest_blocking_coalitions_when_no_stable_result_exists(seed):
     assert best[0] == 1
     res = solve(rnd, time_limit=20, workers=2)
     assert res.timings["soft"] == 1.0 and res.objective["blocking"] == 1
+    assert lex_key(rnd, res.assignment(), prio) == best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cpsat_matches_brute_force_with_shared_rooms(seed):
+    rng = random.Random(5000 + seed)
+    base = random_round(rng, rng.randint(4, 6), 2, siblings=True, transfers=True, ages=2)
+    nid = base.nurseries[0].nursery_id
+    rules = parse_rules(f'[[shared_cap]]\nnursery_id = "{nid}"\nages = [0, 1]\ncapacity = {rng.randint(0, 2)}\n')
+    rnd = Round(base.applicants, base.nurseries, rules)
+    prio = compute_priority(rnd.applicants, rnd.rules)
+    ids = [a.applicant_id for a in rnd.applicants]
+    choices = [([None] if not rnd.by_id[a].current_nursery else []) + list(rnd.by_id[a].options) for a in ids]
+    best = min(k for combo in itertools.product(*choices)
+               if (k := lex_key(rnd, dict(zip(ids, combo)), prio)) is not None)
+    res = solve(rnd, time_limit=20, workers=2)
+    assert res.status == "OPTIMAL"
     assert lex_key(rnd, res.assignment(), prio) == best
