@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +190,24 @@ STAGE_LABELS = {"": "", "decode": "音声を読み込み中", "vad": "発話区�
                 "resume": "再開待ち", "retry": "再実行待ち"}
 
 
+JST = timezone(timedelta(hours=9))
+
+
+def local_time(iso: str | None) -> str:
+    """'2026-11-29T00:16:00+00:00' → '2026-11-29 09:16' (Japan time, what clerks read)."""
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).astimezone(JST).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
 def meeting_summary(m: dict) -> dict:
     """A list row: header, state and progress."""
     return {
         "id": m["id"], "title": m["title"], "held_at": m["held_at"], "place": m["place"],
-        "created_at": m["created_at"], "duration_s": m["duration_s"], "expires_at": m["expires_at"],
+        "created_at": m["created_at"], "created_local": local_time(m["created_at"]), "duration_s": m["duration_s"], "expires_at": m["expires_at"],
         "utterances": m["utterances"],
         "job": None if m["job_id"] is None else {
             "id": m["job_id"], "state": m["state"], "state_label": STATE_LABELS.get(m["state"], m["state"]),

@@ -64,5 +64,13 @@ window.niizaMinutes = (function () {
       });
     });
   }
-  return { csrf: csrf, el: el, hms: hms, eta: eta, jobText: jobText, api: api };
+  // ISO time from the server (UTC) → "2026/11/29 9:16" in Japan time.
+  function localTime(iso) {
+    if (!iso) return "";
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return iso;
+    return d.toLocaleString("ja-JP", { timeZone: "Asia/Tokyo", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit" });
+  }
+  return { csrf: csrf, el: el, hms: hms, eta: eta, jobText: jobText, api: api, localTime: localTime };
 })();

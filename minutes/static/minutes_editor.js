@@ -156,7 +156,7 @@
       var currentVersion = parseInt(li.getAttribute("data-version"), 10);
       data.versions.forEach(function (v) {
         var source = v.source === "machine" ? "自動の文字起こし" : (v.source === "restore" ? "復元" : "編集");
-        var meta = "第" + v.version + "版・" + source + "・" + (v.created_at || "").slice(0, 16).replace("T", " ") +
+        var meta = "第" + v.version + "版・" + source + "・" + M.localTime(v.created_at) +
           (v.author ? "・" + v.author : "") + (v.version === currentVersion ? "（現在の版）" : "");
         var item = M.el("li", { value: String(v.version), className: "history-item" }, [
           M.el("p", { className: "history-meta", text: meta }),

@@ -51,7 +51,7 @@
       tbody.appendChild(M.el("tr", { "data-id": m.id, "data-state": m.job ? m.job.state : "" }, [
         M.el("td", {}, [M.el("a", { href: "/minutes/" + m.id, text: title })]),
         M.el("td", { text: m.held_at || "" }),
-        M.el("td", { text: (m.created_at || "").slice(0, 16).replace("T", " ") }),
+        M.el("td", { text: m.created_local || "" }),
         progressCell(m),
         actionsCell(m)
       ]));
