@@ -447,31 +447,43 @@ def retry_job(db: sqlite_utils.Database, job_id: int) -> None:
 
 
 def finish_job(db: sqlite_utils.Database, job_id: int, state: str, *, error_code: str | None = None,
-               error_message: str | None = None) -> bool:
-    """End a running job (done/failed/cancelled); False when it was not running any more."""
+               error_message: str | None = None, worker_id: str | None = None) -> bool:
+    """End a running job (done/failed/cancelled); False when it was not running any more (or,
+    with ``worker_id``, not running for that worker)."""
     assert state in ("done", "failed", "cancelled")
     now = now_iso()
-    cur = db.execute(
-        "UPDATE minutes_job SET state = ?, error_code = ?, error_message = ?, eta_s = NULL,"
-        " progress = CASE WHEN ? = 'done' THEN 100 ELSE progress END, stage = ?, worker_id = NULL,"
-        " finished_at = ?, updated_at = ? WHERE id = ? AND state = 'running'",
-        [state, error_code, error_message, state, state, now, now, job_id])
-    return cur.rowcount == 1
+    sql = ("UPDATE minutes_job SET state = ?, error_code = ?, error_message = ?, eta_s = NULL,"
+           " progress = CASE WHEN ? = 'done' THEN 100 ELSE progress END, stage = ?, worker_id = NULL,"
+           " finished_at = ?, updated_at = ? WHERE id = ? AND state = 'running'")
+    params = [state, error_code, error_message, state, state, now, now, job_id]
+    if worker_id is not None:
+        sql += " AND worker_id = ?"
+        params.append(worker_id)
+    return db.execute(sql, params).rowcount == 1
 
 
 # --- segments -----------------------------------------------------------------------------------
 
-def store_segment(db: sqlite_utils.Database, job_id: int, meeting_id: int, seg: dict[str, Any]) -> None:
-    """Store one recognised segment (a :meth:`minutes.types.Segment.to_dict`), idempotent by index."""
-    db.execute(
-        'INSERT OR REPLACE INTO minutes_segment (job_id, meeting_id, idx, start, "end", text, words,'
-        " avg_logprob, compression_ratio, no_speech_prob, temperature, dropped, created_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [job_id, meeting_id, int(seg["index"]), float(seg["start"]), float(seg["end"]), seg["text"],
-         json.dumps(seg.get("words") or [], ensure_ascii=False),
-         float(seg.get("avg_logprob", 0.0)), float(seg.get("compression_ratio", 1.0)),
-         float(seg.get("no_speech_prob", 0.0)), float(seg.get("temperature") or 0.0),
-         seg.get("dropped") or "", now_iso()])
+def store_segment(db: sqlite_utils.Database, job_id: int, meeting_id: int, seg: dict[str, Any], *,
+                  worker_id: str | None = None) -> bool:
+    """Store one recognised segment (a :meth:`minutes.types.Segment.to_dict`), idempotent by index.
+
+    With ``worker_id`` the row is written only while the job is still running for that worker
+    (returns False otherwise: cancelled, deleted, or taken over after a stale heartbeat).
+    """
+    values = [job_id, meeting_id, int(seg["index"]), float(seg["start"]), float(seg["end"]), seg["text"],
+              json.dumps(seg.get("words") or [], ensure_ascii=False),
+              float(seg.get("avg_logprob", 0.0)), float(seg.get("compression_ratio", 1.0)),
+              float(seg.get("no_speech_prob", 0.0)), float(seg.get("temperature") or 0.0),
+              seg.get("dropped") or "", now_iso()]
+    sql = ('INSERT OR REPLACE INTO minutes_segment (job_id, meeting_id, idx, start, "end", text, words,'
+           " avg_logprob, compression_ratio, no_speech_prob, temperature, dropped, created_at)")
+    if worker_id is None:
+        db.execute(sql + " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+        return True
+    cur = db.execute(sql + " SELECT ?,?,?,?,?,?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM minutes_job"
+                     " WHERE id = ? AND state = 'running' AND worker_id = ?)", values + [job_id, worker_id])
+    return cur.rowcount == 1
 
 
 def load_segments(db: sqlite_utils.Database, job_id: int) -> list[dict]:

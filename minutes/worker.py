@@ -157,16 +157,17 @@ class Worker:
         except _Stop:
             # Graceful shutdown: hand the job back at once; the next start resumes it.
             db.execute("UPDATE minutes_job SET state = 'queued', worker_id = NULL, eta_s = NULL,"
-                       " stage = 'resume', attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'running'",
-                       [job_id])
+                       " stage = 'resume', attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'running'"
+                       " AND worker_id = ?", [job_id, self.worker_id])
             log.info("minutes job %s: interrupted by shutdown; will resume", job_id)
         except _Cancelled:
-            storage.finish_job(db, job_id, "cancelled")
+            storage.finish_job(db, job_id, "cancelled", worker_id=self.worker_id)
             log.info("minutes job %s: cancelled", job_id)
         except _LeaseLost:
             log.warning("minutes job %s: taken over by another worker; stopping here", job_id)
         except NiizaError as exc:
-            storage.finish_job(db, job_id, "failed", error_code=exc.code, error_message=exc.message)
+            storage.finish_job(db, job_id, "failed", error_code=exc.code, error_message=exc.message,
+                               worker_id=self.worker_id)
             log.warning("minutes job %s: failed: %s", job_id, exc.log_message)
         except Exception as exc:
             if storage.find_job(db, job_id) is None:  # meeting deleted while running
@@ -174,7 +175,7 @@ class Worker:
             else:
                 log.exception("minutes job %s: internal error (%s)", job_id, type(exc).__name__)
                 storage.finish_job(db, job_id, "failed", error_code="internal_error",
-                                   error_message=INTERNAL_ERROR_MESSAGE)
+                                   error_message=INTERNAL_ERROR_MESSAGE, worker_id=self.worker_id)
         finally:
             hb_stop.set()
             hb.join(timeout=self.config.heartbeat_s + 5)
@@ -234,7 +235,9 @@ class Worker:
 
         for seg in pipeline.iter_segments(self.settings, prepared, options=opts, start=start,
                                           first_index=first_index, on_progress=on_progress):
-            storage.store_segment(db, job_id, meeting_id, seg.to_dict())
+            if not storage.store_segment(db, job_id, meeting_id, seg.to_dict(), worker_id=self.worker_id):
+                check()  # cancelled or deleted: raises; otherwise the job was taken over
+                raise _LeaseLost()
             # every stored segment is a checkpoint: progress = audio covered by stored segments
             storage.update_progress(db, job_id, progress=_percent(seg.end, duration), done_s=seg.end,
                                     eta_s=last_eta[0], stage="transcribe")
@@ -250,7 +253,7 @@ class Worker:
         storage.replace_draft(db, meeting_id, [u.to_dict() for u in draft.utterances], labels)
         storage.set_meeting_model(db, meeting_id, spec.label)
         db.execute("UPDATE minutes_meeting SET duration_s = ? WHERE id = ?", [duration, meeting_id])
-        if not storage.finish_job(db, job_id, "done"):
+        if not storage.finish_job(db, job_id, "done", worker_id=self.worker_id):
             raise _LeaseLost()
         log.info("minutes job %s: done (%d segments, %d utterances)", job_id, len(all_segments),
                  len(draft.utterances))

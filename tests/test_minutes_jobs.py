@@ -69,10 +69,11 @@ def test_crash_after_stored_segments_resumes_from_last_segment(db, settings, mon
     calls = {"n": 0}
 
     def dying_store(*args, **kwargs):
-        real_store(*args, **kwargs)
+        stored = real_store(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3:
             raise _Died()
+        return stored
 
     monkeypatch.setattr(storage, "store_segment", dying_store)
     with pytest.raises(_Died):
@@ -154,10 +155,11 @@ def test_cancel_while_running_then_retry_continues(db, settings, monkeypatch):
     calls = {"n": 0}
 
     def store_then_cancel(dbx, *args, **kwargs):
-        real_store(dbx, *args, **kwargs)
+        stored = real_store(dbx, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:  # the clerk presses 取り消し while the job runs
             jobs.cancel(dbx, meeting_id)
+        return stored
 
     monkeypatch.setattr(storage, "store_segment", store_then_cancel)
     Worker(settings).run_once()
@@ -186,8 +188,9 @@ def test_meeting_deleted_while_running(db, settings, monkeypatch):
     real_store = storage.store_segment
 
     def store_then_delete(dbx, *args, **kwargs):
-        real_store(dbx, *args, **kwargs)
+        stored = real_store(dbx, *args, **kwargs)
         jobs.delete_meeting(dbx, settings, meeting_id)  # the clerk deletes the meeting meanwhile
+        return stored
 
     monkeypatch.setattr(storage, "store_segment", store_then_delete)
     assert Worker(settings).run_once() == job_id  # ends quietly
@@ -232,6 +235,23 @@ def test_crash_loop_fails_after_max_attempts(db, settings):
     _m2, job2 = _queue(db, settings)
     db.execute("UPDATE minutes_job SET state='running', attempts=1, heartbeat=? WHERE id=?", [time.time(), job2])
     assert storage.requeue_stale_jobs(db, 60, max_attempts=3, failed_message="x")["requeued"] == []
+
+
+def test_taken_over_job_refuses_the_old_workers_writes(db, settings):
+    """Worker A stalls, B takes the job over; A's late segment and completion are refused."""
+    _m, job_id = _queue(db, settings)
+    assert storage.claim_next_job(db, "A")["id"] == job_id
+    seg = {"index": 0, "start": 0.5, "end": 2.0, "text": "開会します", "words": []}
+    assert storage.store_segment(db, job_id, _m, seg, worker_id="A")
+    db.execute("UPDATE minutes_job SET heartbeat = ? WHERE id = ?", [time.time() - 600, job_id])
+    assert storage.requeue_stale_jobs(db, 60, max_attempts=3, failed_message="x")["requeued"] == [job_id]
+    assert storage.claim_next_job(db, "B")["attempts"] == 2
+    assert not storage.heartbeat(db, job_id, "A")
+    assert not storage.store_segment(db, job_id, _m, dict(seg, index=1), worker_id="A")
+    assert not storage.finish_job(db, job_id, "done", worker_id="A")
+    assert storage.store_segment(db, job_id, _m, dict(seg, index=1), worker_id="B")
+    assert storage.finish_job(db, job_id, "done", worker_id="B")
+    assert storage.segment_stats(db, job_id) == (2, 2.0)
 
 
 def test_graceful_stop_hands_job_back(db, settings):
