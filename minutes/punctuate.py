@@ -43,9 +43,18 @@ class PunctuationParams:
     period_pause_s: float = 0.9  # pause → 。 (after a non-particle)
 
 
+_NUM_SEP = re.compile(r"(?<=\d)([,，.．])(?=\d)")
+
+
+def _to_ja_marks(text: str) -> str:
+    """ASCII/full-width marks → 。、, except thousands separators and decimal points (3,000 / 2.5)."""
+    protected = _NUM_SEP.sub(lambda m: "\x00" if m.group(1) in ",，" else "\x01", text)
+    return protected.translate(_ASCII_MAP).replace("\x00", ",").replace("\x01", ".")
+
+
 def normalize_punctuation(text: str) -> str:
     """ASCII/half-width marks → 。、, ？！ → 。, no spaces between Japanese, no doubled marks."""
-    s = text.translate(_ASCII_MAP)
+    s = _to_ja_marks(text)
     s = _SPACE_BETWEEN_JA.sub(" ", s)  # keep one space as a pause hint; callers may drop it
     s = re.sub(r"\s*([。、])\s*", r"\1", s)
     s = _MULTI.sub(lambda m: "。" if "。" in m.group(0) else "、", s)
@@ -105,7 +114,7 @@ def punctuate(text: str, words: Sequence[Word] | None = None, *, end_of_turn: bo
     with 。 unless it already ends with a mark.
     """
     p = params or PunctuationParams()
-    raw = text.translate(_ASCII_MAP).strip()
+    raw = _to_ja_marks(text).strip()
     if not raw:
         return ""
     pauses_with_spaces = _char_pauses(raw, words)

@@ -37,6 +37,10 @@ class TranscribeOptions:
     # times) makes the rest of its block be decoded again without conditioning.
     condition_on_previous_text: bool = True
     loop_guard: bool = True
+    # Speech the VAD found but Whisper skipped (no segment over it) is decoded again on its own.
+    fill_gaps: bool = True
+    fill_min_speech_s: float = 2.0
+    fill_margin_s: float = 0.5
     vad: bool = True
     block_s: float = 600.0  # seconds of speech per Whisper call
     min_gap_s: float = 2.0  # silences shorter than this stay inside one transcribed region
@@ -197,16 +201,54 @@ def transcribe(
             if close is not None:
                 close()
 
+    def gap_regions(lo: float, hi: float) -> list[SpeechRegion]:
+        """Fine speech regions inside (lo, hi) when they add up to a real stretch of speech."""
+        lo, hi = lo + opts.fill_margin_s, hi - opts.fill_margin_s  # timestamps are imprecise
+        if not regions or not opts.fill_gaps or hi - lo < opts.fill_min_speech_s:
+            return []
+        out = [SpeechRegion(max(r.start, lo), min(r.end, hi)) for r in regions
+               if r.end > lo + 0.05 and r.start < hi - 0.05]
+        out = [r for r in out if r.end - r.start > 0.1]
+        if sum(r.end - r.start for r in out) < opts.fill_min_speech_s:
+            return []
+        return out
+
+    def emit(seg: Segment):
+        nonlocal index, count
+        seg.index = index
+        index += 1
+        count += 1
+        return seg
+
     report(start)
     for block in blocks:
+        covered = block[0].start
         for seg, done in run_block(block, opts.condition_on_previous_text):
-            seg.index = index
             if regions:
                 snap_to_speech(seg, regions)
-            index += 1
-            count += 1
-            yield seg
+            # Whisper sometimes jumps over speech (a timestamp ending that skips the rest of its
+            # 30 s window): decode skipped speech on its own before going on.
+            missed = gap_regions(covered, seg.start)
+            if missed:
+                log.info("re-decoding %.1f s of skipped speech before %.1f s",
+                         sum(r.end - r.start for r in missed), seg.start)
+                for gseg, gdone in run_block(missed, False):
+                    if regions:
+                        snap_to_speech(gseg, regions)
+                    yield emit(gseg)
+                    report(min(total, gdone))
+            covered = max(covered, seg.end)
+            yield emit(seg)
             report(min(total, done))
+        missed = gap_regions(covered, block[-1].end)
+        if missed:
+            log.info("re-decoding %.1f s of skipped speech at the end of a block",
+                     sum(r.end - r.start for r in missed))
+            for gseg, gdone in run_block(missed, False):
+                if regions:
+                    snap_to_speech(gseg, regions)
+                yield emit(gseg)
+                report(min(total, gdone))
         report(block[-1].end)
     report(total)
 

@@ -41,6 +41,8 @@ def test_fixture_clean_text_matches_reference():
 def test_normalize_punctuation():
     assert punctuate.normalize_punctuation("賛成です.反対は? はい,") == "賛成です。反対は。はい、"
     assert punctuate.normalize_punctuation("、、開会します。。") == "開会します。"
+    assert punctuate.normalize_punctuation("約3,000世帯,2.5倍です.") == "約3,000世帯、2.5倍です。"
+    assert punctuate.punctuate("約3,000世帯を対象に実施しました") == "約3,000世帯を対象に実施しました。"
 
 
 def test_punctuation_restored_from_morphology_on_reference_texts():
