@@ -2,7 +2,6 @@
 in-process worker transcribes with the real Whisper base model."""
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
