@@ -321,3 +321,12 @@ def test_versioned_edits_keep_every_version(db, settings):
     assert [u["speaker"] for u in storage.utterances(db, meeting_id)] == ["議長", "議長"]
     storage.unmerge_speaker(db, meeting_id, spk["話者2"]["id"])
     assert [u["speaker"] for u in storage.utterances(db, meeting_id)] == ["議長", "話者2"]
+
+
+def test_job_modules_import_no_web_framework():
+    code = ("import sys\n"
+            "import minutes.storage, minutes.jobs, minutes.worker, minutes.worker_cli, minutes.service, minutes.health\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')]\n"
+            "assert not bad, bad\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
