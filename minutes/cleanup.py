@@ -13,10 +13,11 @@ from minutes._sudachi import tokenize
 from minutes.punctuate import normalize_punctuation
 
 # Elongated fillers: never content words, removed anywhere (with a following comma).
-_ELONGATED = r"(?:え[ーぇ]+っ?と?|えーっと|ええ[ーっ]*と|あのー+|そのー+|まー+|う[ーう]+ん|んー+|あー+|あ[ーっ]?の[ーぉ]+)"
+_ELONGATED = r"(?:えっ?とー+|え[ーぇ]+っ?と?ー*|えーっと|ええ[ーっ]*と|あのー+|あのう+|そのー+|そのう+|まー+|う[ーう]+ん|んー+|あー+|あ[ーっ]?の[ーぉ]+)"
 # Short fillers: removed only at a boundary (start, after 。、 or space) and before 、 / a pause,
 # or (for まあ/えっと) before any word at the start of a sentence.
-_SHORT_BEFORE_COMMA = r"(?:えっと|ええと|えと|え|あの|その|まあ(?!ま)|ま|あ|ん)"
+# 絵: Whisper base often writes the filler え as 絵 (絵、本議案は…); only removed before a comma.
+_SHORT_BEFORE_COMMA = r"(?:えっと|ええと|えと|え|絵|あの|その|まあ(?!ま)|ま|あ|ん)"
 _SHORT_AT_START = r"(?:えっと|ええと|えと|まあ(?!ま))"
 _B = r"(?:^|(?<=[。、\s]))"
 
@@ -73,6 +74,17 @@ def collapse_repeats(text: str) -> str:
     if all(keep):
         return text
     return "".join(s for s, k in zip(surfaces, keep) if k)
+
+
+# Whisper writes the 一 of common compounds as the digit 1 (1時預かり, 1般, 1緒に).
+_ICHI_COMPOUNDS = ("時預", "時保育", "時的", "時金", "般", "緒", "層", "律", "括", "定", "環", "応",
+                   "致", "斉", "連", "切", "旦", "生懸命", "部改正", "部変更", "部を改正", "部を変更")
+_ICHI_RE = re.compile(r"(?<![0-9０-９.,])[1１](?=(?:" + "|".join(_ICHI_COMPOUNDS) + r"))")
+
+
+def normalize_orthography(text: str) -> str:
+    """Spelling fixes that are not style: 1般 → 一般, 1時預かり → 一時預かり."""
+    return _ICHI_RE.sub("一", text)
 
 
 def clean_text(raw_text: str) -> str:

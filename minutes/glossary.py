@@ -138,6 +138,42 @@ def _surface_close(a: str, b: str) -> bool:
     return common * 2 >= max(len(a), len(b))
 
 
+def _best_window(t: Term, i: int, morphs, readings, surfaces, term_surfaces) -> tuple[int, Term] | None:
+    """The morpheme window starting at ``i`` that spells ``t`` (exactly, by reading, or fuzzily)."""
+    limit = _allowed_distance(len(t.reading))
+    ends_in_kana = bool(_KANA_RE.match(t.surface[-1]))
+    acc = ""
+    fuzzy: tuple[int, int, int] | None = None  # (distance, length gap, j)
+    for j in range(i, min(len(morphs), i + 12)):
+        if morphs[j].pos1 == "補助記号":
+            break
+        acc += readings[j]
+        if len(acc) > len(t.reading) + limit:
+            break
+        if len(acc) < len(t.reading) - limit:
+            continue
+        surface = "".join(surfaces[i:j + 1])
+        if surface == t.surface:
+            return (j, t)
+        if surface in term_surfaces or any(ts in surface for ts in term_surfaces):
+            continue  # contains a correctly spelled term: leave it alone
+        if acc == t.reading:
+            return (j, t)
+        if not limit:
+            continue
+        # a fuzzy window ends like the term: same final kana, or (noun terms) not on a particle
+        if ends_in_kana and surface[-1] != t.surface[-1]:
+            continue
+        if not ends_in_kana and morphs[j].pos1 in _NO_START:
+            continue
+        d = _edit_distance(acc, t.reading, limit)
+        if d <= limit and _surface_close(surface, t.surface):
+            key = (d, abs(len(acc) - len(t.reading)), j)
+            if fuzzy is None or key < fuzzy:
+                fuzzy = key
+    return (fuzzy[2], t) if fuzzy else None
+
+
 def _match_terms(text: str, terms: list[Term]) -> str:
     morphs = [m for m in tokenize(text)]
     if not morphs:
@@ -160,29 +196,7 @@ def _match_terms(text: str, terms: list[Term]) -> str:
         if morphs[i].pos1 not in _NO_START:
             candidates = by_reading.get(readings[i][:1], []) + by_surface.get(surfaces[i][:1], [])
             for t in sorted(set(candidates), key=order.__getitem__):
-                limit = _allowed_distance(len(t.reading))
-                acc = ""
-                for j in range(i, min(n, i + 12)):
-                    if morphs[j].pos1 == "補助記号":
-                        break
-                    acc += readings[j]
-                    if len(acc) > len(t.reading) + limit:
-                        break
-                    if len(acc) < len(t.reading) - limit:
-                        continue
-                    surface = "".join(surfaces[i:j + 1])
-                    if surface == t.surface:
-                        best = (j, t)
-                        break
-                    if surface in term_surfaces or any(ts in surface for ts in term_surfaces):
-                        continue  # contains a correctly spelled term: leave it alone
-                    if acc == t.reading:
-                        best = (j, t)
-                        break
-                    if limit and morphs[j].pos1 not in _NO_START and _edit_distance(acc, t.reading, limit) <= limit \
-                            and _surface_close(surface, t.surface):
-                        best = (j, t)
-                        break
+                best = _best_window(t, i, morphs, readings, surfaces, term_surfaces)
                 if best:
                     break
         if best:
@@ -205,3 +219,17 @@ def apply(glossary: Glossary | None, text: str) -> str:
     if glossary.terms:
         s = _match_terms(s, glossary.terms)
     return s
+
+
+_council: Glossary | None = None
+
+
+def council_terms() -> Glossary:
+    """The built-in council/committee set phrases (``minutes/data/council_terms.csv``)."""
+    global _council
+    if _council is None:
+        from importlib import resources  # noqa: PLC0415
+
+        _council = parse(resources.files("minutes").joinpath("data/council_terms.csv")
+                         .read_text(encoding="utf-8"))
+    return _council

@@ -46,6 +46,7 @@ class PipelineOptions:
         default_factory=hallucination.HallucinationParams)
     # assembly
     glossary: glossary_mod.Glossary | None = None
+    council_terms: bool = True  # built-in 議会定型句 (minutes/data/council_terms.csv) before the glossary
     turn_gap_s: float = 1.0  # without clustering: a pause this long starts a new line
     unit_gap_s: float = 0.3  # with clustering: units split at pauses this long, then clustered
     num_speakers: int | None = None  # known number of speakers (clusters merged down to it)
@@ -103,11 +104,13 @@ def iter_segments(settings: Settings, prepared: Prepared, *, options: PipelineOp
         yield seg
 
 
-def _utterance_from(turn: Sequence[Segment], speaker: str, gl: glossary_mod.Glossary | None) -> Utterance:
+def _utterance_from(turn: Sequence[Segment], speaker: str,
+                    glossaries: Sequence[glossary_mod.Glossary]) -> Utterance:
     text = " ".join(s.text.strip() for s in turn if s.text.strip())
     words = [w for s in turn for w in s.words]
-    raw = punctuate.punctuate(text, words, end_of_turn=True)
-    raw = glossary_mod.apply(gl, raw)
+    raw = cleanup.normalize_orthography(punctuate.punctuate(text, words, end_of_turn=True))
+    for gl in glossaries:
+        raw = glossary_mod.apply(gl, raw)
     clean = cleanup.clean_text(raw)
     return Utterance(start=turn[0].start, end=turn[-1].end, speaker=speaker, text=clean,
                      raw_text=raw, segment_indexes=[s.index for s in turn])
@@ -146,7 +149,9 @@ def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,
     else:
         turns = speakers.split_turns(kept, turn_gap_s=opts.turn_gap_s)
         labels = [speakers.label(1)] * len(turns)
-    utterances = [_utterance_from(t, lab, opts.glossary) for t, lab in zip(turns, labels)]
+    glossaries = ([glossary_mod.council_terms()] if opts.council_terms else []) + \
+        ([opts.glossary] if opts.glossary else [])
+    utterances = [_utterance_from(t, lab, glossaries) for t, lab in zip(turns, labels)]
     utterances = [u for u in utterances if u.raw_text]
     return build_draft(utterances, duration_s=duration_s, model=model, header=opts.header,
                        dropped=dropped, language=opts.language or "")

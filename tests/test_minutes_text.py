@@ -33,6 +33,21 @@ def test_fillers_and_repeats_removed_only_in_clean_text(raw, clean):
     assert cleanup.clean_text(raw) == clean
 
 
+def test_orthography_and_base_model_filler_quirks():
+    assert cleanup.normalize_orthography("1時預かりと1般の方、1緒に、1部改正。") == "一時預かりと一般の方、一緒に、一部改正。"
+    assert cleanup.normalize_orthography("11時に2.1定、資料を1部") == "11時に2.1定、資料を1部"
+    assert cleanup.clean_text("部長です。絵、本議案は、あのう、えっとー、承認です。") == "部長です。本議案は、承認です。"
+    assert cleanup.clean_text("絵を描きます。") == "絵を描きます。"
+
+
+def test_builtin_council_terms():
+    g = glossary.council_terms()
+    assert g.apply("ご意義なしと認め、これより議案を再決いたします。") == "ご異議なしと認め、これより議案を採決いたします。"
+    assert g.apply("ここで残疑休憩いたします。かけつすべきものと決定") == "ここで暫時休憩いたします。可決すべきものと決定"
+    for ok in ("事業の意義は大きい。", "委員会を開会いたします。", "賛成の委員の挙手を求めます。"):
+        assert g.apply(ok) == ok
+
+
 def test_fixture_clean_text_matches_reference():
     for u in REF["utterances"]:
         assert cleanup.clean_text(u["text"]) == u["clean_text"], u["text"]
