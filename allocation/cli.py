@@ -94,6 +94,9 @@ def solve_cmd(applicants_path, nurseries_path, rules_path, seed, applicants_shee
                    f"優先順位の逆転 {s['blocking_coalitions']} 件、ルール違反 {s['violations']} 件、"
                    f"計算 {s['timings']['total']:.2f} 秒")
         click.echo(f"結果: {out_path}" + (f"  報告書: {report_path}" if report_path else ""))
+        if s["status"] != "OPTIMAL":
+            click.echo("注意: 時間内に最適であることを証明できませんでした。結果は検証済みですが、"
+                       "--time-limit を延ばすとより良い配置になる場合があります。", err=True)
     if not outcome.report.ok:
         sys.exit(2)
 

@@ -56,6 +56,13 @@ class Built:
     split: list[int]  # one variable per sibling group that can split
     rank_max: int
     n_constraints: dict[str, int] = field(default_factory=dict)
+    writer: "_Proto | None" = None
+
+    def complete_hint(self, x_values: list[int]) -> list[int]:
+        """A full, feasible assignment of every model variable from placement values (which must
+        satisfy the hard rules): auxiliary variables follow from their definitions, and slacks
+        are 1 exactly where the placement has a blocking coalition."""
+        return self.writer.complete(self.x, x_values)
 
 
 class _Proto:
@@ -66,6 +73,20 @@ class _Proto:
         self.proto = self.model.proto
         self.n_vars = 0
         self.counts: dict[str, int] = {}
+        self.defs: dict[int, object] = {}  # variable -> fn(values) giving its value in a hint
+
+    def define(self, var: int, fn) -> None:
+        self.defs[var] = fn
+
+    def complete(self, x: list[int], x_values: list[int]) -> list[int]:
+        vals = [0] * self.n_vars
+        for v, val in zip(x, x_values):
+            vals[v] = val
+        for v in range(self.n_vars):  # definitions only use variables created before
+            fn = self.defs.get(v)
+            if fn is not None:
+                vals[v] = int(fn(vals))
+        return vals
 
     def bool_vars(self, n: int) -> list[int]:
         first = self.n_vars
@@ -235,6 +256,8 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
         if soft:
             b = w.bool_vars(1)[0]
             blocking.append(b)
+            w.define(b, lambda vals, alts=alts, excuse=excuse, const=excuse_const:
+                     _value(vals, excuse) + const < 1 and not any(_refused(vals, a) for a in alts))
             excuse = excuse + [(b, 1)]
         if len(alts) == 1:  # running count + need * excuse >= need
             h, need = alts[0]
@@ -243,8 +266,9 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
         else:
             zs = w.bool_vars(len(alts))
             w.linear(rule, [(z, 1) for z in zs] + excuse, 1 - excuse_const, INF)
-            for z, (h, need) in zip(zs, alts):
-                w.linear(rule, [(v, 1) for v in h], need, INF, enforce=z)
+            for z, alt in zip(zs, alts):
+                w.define(z, lambda vals, alt=alt: _refused(vals, alt))
+                w.linear(rule, [(v, 1) for v in alt[0]], alt[1], INF, enforce=z)
 
     # ---- siblings -------------------------------------------------------------------------------
     coupled: dict[int, str] = {}  # applicant -> mode, for members whose stability is per family
@@ -256,6 +280,8 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
             opts = fam_opts[g]
             together = w.bool_vars(len(opts))  # the family is together at opts[k]
             for t, nid in zip(together, opts):
+                first = next((xv(i, nid) for i in members if apps[i].current_nursery != nid), None)
+                w.define(t, lambda vals, v=first: vals[v] if v is not None else 0)
                 for i in members:
                     if apps[i].current_nursery == nid:
                         continue  # stays anyway when the family does not move together
@@ -282,24 +308,29 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
                 if all_or_none_independent_members(inst, movers):
                     # unplaced family blocks if every member has a listed nursery that would take it
                     ws = w.bool_vars(len(movers))  # ws[j]: member j has no nursery that would take it
+                    member_alts = [[r for p in app_pairs[i]
+                                    if (r := refusals(inst.options[i][pair_k[p]], apps[i].age_class, p)) is not None]
+                                   for i in movers]
+                    for wj, alt_lists in zip(ws, member_alts):
+                        w.define(wj, lambda vals, al=alt_lists: all(any(_refused(vals, a) for a in alts)
+                                                                    for alts in al))
                     if soft:
                         b = w.bool_vars(1)[0]
                         blocking.append(b)
+                        w.define(b, lambda vals, ws=ws, rp=ref_placed: sum(vals[v] for v in ws) + _value(vals, rp) < 1)
                         w.linear("stability_family", [(v, 1) for v in ws] + ref_placed + [(b, 1)], 1, INF)
                     else:
                         w.linear("stability_family", [(v, 1) for v in ws] + ref_placed, 1, INF)
-                    for wj, i in zip(ws, movers):
-                        for p in app_pairs[i]:
-                            alts = refusals(inst.options[i][pair_k[p]], apps[i].age_class, p)
-                            if alts is None:
-                                continue
+                    for wj, alt_lists in zip(ws, member_alts):
+                        for alts in alt_lists:
                             if len(alts) == 1:
                                 w.linear("stability_family", [(v, 1) for v in alts[0][0]], alts[0][1], INF, enforce=wj)
                             else:
                                 zs = w.bool_vars(len(alts))
                                 w.linear("stability_family", [(z, 1) for z in zs], 1, INF, enforce=wj)
-                                for z, (h, need) in zip(zs, alts):
-                                    w.linear("stability_family", [(v, 1) for v in h], need, INF, enforce=z)
+                                for z, alt in zip(zs, alts):
+                                    w.define(z, lambda vals, alt=alt: _refused(vals, alt))
+                                    w.linear("stability_family", [(v, 1) for v in alt[0]], alt[1], INF, enforce=z)
                 else:
                     # members compete for the same seats (same age, or a shared room): the unplaced
                     # family blocks with a nursery that would take all of them together
@@ -312,19 +343,20 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
             split.append(s)
             union = sorted({nid for i in members for nid in inst.options[i]})
             ref = members[0]
+            diffs: list[Terms] = []
             for nid in union:
                 vr = xv(ref, nid)
                 for i in members[1:]:
                     vi = xv(i, nid)
                     if vr is None and vi is None:
                         continue
-                    d = ([(vi, 1)] if vi is not None else []) + ([(vr, -1)] if vr is not None else [])
-                    w.linear("split", [(s, 1)] + [(v, -c) for v, c in d], 0, INF)  # s >= d
-                    w.linear("split", [(s, 1)] + d, 0, INF)  # s >= -d
+                    diffs.append(([(vi, 1)] if vi is not None else []) + ([(vr, -1)] if vr is not None else []))
             for i in members[1:]:
-                d = [(v, 1) for v in placed[i]] + [(v, -1) for v in placed[ref]]
-                w.linear("split", [(s, 1)] + [(v, -c) for v, c in d], 0, INF)
-                w.linear("split", [(s, 1)] + d, 0, INF)
+                diffs.append([(v, 1) for v in placed[i]] + [(v, -1) for v in placed[ref]])
+            for d in diffs:
+                w.linear("split", [(s, 1)] + [(v, -c) for v, c in d], 0, INF)  # s >= d
+                w.linear("split", [(s, 1)] + d, 0, INF)  # s >= -d
+            w.define(s, lambda vals, diffs=diffs: any(_value(vals, d) != 0 for d in diffs))
 
     # ---- stability for every child not bound to a family ------------------------------------------
     for i, a in enumerate(apps):
@@ -344,7 +376,16 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
                 no_blocking("stability", alts, [(x[q], 1) for q in ps[: j + 1]])
 
     rank_max = sum(max((pair_k[p] for p in ps), default=0) for ps in app_pairs)
-    return Built(w.model, x, pair_app, pair_k, app_pairs, blocking, split, rank_max, w.counts)
+    return Built(w.model, x, pair_app, pair_k, app_pairs, blocking, split, rank_max, w.counts, w)
+
+
+def _value(vals: list[int], terms: Terms) -> int:
+    return sum(vals[v] * c for v, c in terms)
+
+
+def _refused(vals: list[int], alt: tuple[list[int], int]) -> bool:
+    h, need = alt
+    return sum(vals[v] for v in h) >= need
 
 
 def _running_counts(w: _Proto, x: list[int], ps: list[int], out: list[list[int]]) -> None:
@@ -357,6 +398,7 @@ def _running_counts(w: _Proto, x: list[int], ps: list[int], out: list[list[int]]
         if len(run) > 20 and pos + 1 < len(ps):
             v = w.int_var(0, pos + 1)
             w.linear("running_count", [(v, 1)] + [(u, -1) for u in run], 0, 0)
+            w.define(v, lambda vals, run=tuple(run): sum(vals[u] for u in run))
             run = [v]
 
 
@@ -371,10 +413,11 @@ def _hint_values(built: Built, hint: list[int | None]) -> list[int]:
 
 
 def _set_hint(built: Built, values: list[int]) -> None:
+    """Hint every variable (a complete, feasible hint: CP-SAT starts from it at once)."""
     hint = built.model.proto.solution_hint
     hint.vars.clear()
     hint.values.clear()
-    hint.vars.extend(built.x)
+    hint.vars.extend(range(len(values)))
     hint.values.extend(values)
 
 
@@ -438,7 +481,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     solver.parameters.log_search_progress = log
     stage_times: dict[str, float] = {}
     built = build_model(inst, soft=False)
-    values = _hint_values(built, hint)
+    values = built.complete_hint(_hint_values(built, hint))
     t_build = time.perf_counter() - t1
     status_all = "OPTIMAL"
     objective: dict[str, int] = {}
@@ -462,7 +505,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
         if st != cp_model.OPTIMAL:
             status_all = "FEASIBLE"
         sol = solver.response_proto.solution
-        values = [sol[v] for v in built.x]
+        values = list(sol)
         val = int(round(solver.objective_value))
         ct = m.proto.constraints.add().linear
         ct.vars.extend(v for v, _ in terms)
@@ -480,20 +523,23 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     # With a stable, rule-abiding warm start (always so without siblings) the hard model is
     # feasible. Otherwise try it anyway (a stable result usually exists and is found quickly);
     # if it has none, or none is found in time, rebuild with slacks and minimise coalitions first.
-    ok = stage("placed_rank_split", main_objective(), 1.0 if not soft else 0.6) is not None
+    ok = stage("placed_rank_split", main_objective(), 1.0 if not soft else 0.5) is not None
     if not ok and soft:
         tb = time.perf_counter()
         built = build_model(inst, soft=True)
-        values = _hint_values(built, hint)
+        values = built.complete_hint(_hint_values(built, hint))
         t_build += time.perf_counter() - tb
-        val = stage("blocking", [(b, 1) for b in built.blocking], 0.5)
-        ok = val is not None and stage("placed_rank_split", main_objective(), 0.7) is not None
+        val = stage("blocking", [(b, 1) for b in built.blocking], 0.8)
+        ok = val is not None and stage("placed_rank_split", main_objective(), 0.8) is not None
         objective["blocking"] = val if val is not None else -1
     else:
         objective["blocking"] = 0
         soft = False
     if not ok:
-        status_all = "WARM_START_ONLY" if last_status in ("UNKNOWN", "MODEL_INVALID") else last_status
+        if soft and objective.get("blocking", -1) >= 0:
+            status_all = "FEASIBLE"  # coalitions minimised as far as time allowed; later stages cut short
+        else:  # nothing better than the warm start (which keeps every hard rule) was found in time
+            status_all = "WARM_START_ONLY" if last_status in ("UNKNOWN", "MODEL_INVALID") else last_status
     if ok and (_groups(inst) or inst.shared or soft):
         weights = [tie_weight(inst.apps[built.pair_app[p]].applicant_id,
                               inst.options[built.pair_app[p]][built.pair_k[p]]) for p in range(len(built.x))]
@@ -503,7 +549,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
         objective["tie"] = val if val is not None else -1
     t3 = time.perf_counter()
     placements: dict[str, Placement] = {}
-    chosen: dict[int, int] = {built.pair_app[p]: p for p, v in enumerate(values) if v}
+    chosen: dict[int, int] = {built.pair_app[p]: p for p in range(len(built.x)) if values[p]}
     for i, a in enumerate(inst.apps):
         p = chosen.get(i)
         nid = inst.options[i][built.pair_k[p]] if p is not None else None
