@@ -103,6 +103,48 @@ def accept_upload(db: sqlite_utils.Database, settings: Settings, incoming: Path,
         raise
 
 
+# --- 用語登録 (the city's glossary, applied to every new transcription) ------------------------------
+
+GLOSSARY_FILE = "glossary.csv"
+GLOSSARY_MAX_CHARS = 200_000
+
+
+def glossary_path(settings: Settings) -> Path:
+    return upload_root(settings) / GLOSSARY_FILE
+
+
+def glossary_text(settings: Settings) -> str:
+    path = glossary_path(settings)
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def save_glossary(settings: Settings, text: str) -> int:
+    """Check (via :func:`minutes.glossary.parse`, Japanese errors) and store the glossary; returns
+    the number of entries. An empty text removes it."""
+    from minutes import glossary  # noqa: PLC0415
+
+    text = (text or "").replace("\r\n", "\n")
+    if len(text) > GLOSSARY_MAX_CHARS:
+        raise InvalidInput(f"用語登録は{GLOSSARY_MAX_CHARS:,}文字以内にしてください。", code="glossary_too_long")
+    entries = len(glossary.parse(text))
+    path = glossary_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return entries
+
+
+def load_glossary(settings: Settings):
+    """The stored glossary (a :class:`minutes.glossary.Glossary`), or None when there is none."""
+    from minutes import glossary  # noqa: PLC0415
+
+    text = glossary_text(settings)
+    if not text.strip():
+        return None
+    g = glossary.parse(text)
+    return g if len(g) else None
+
+
 def delete_meeting(db: sqlite_utils.Database, settings: Settings, meeting_id: int) -> dict:
     """Delete a meeting: its rows (jobs, segments, utterances and versions, speakers) and its file."""
     out = storage.delete_meeting_rows(db, meeting_id)

@@ -343,6 +343,28 @@ def unmerge_speaker(meeting_id: int, speaker_id: int, db: sqlite_utils.Database 
     return {"speakers": storage.speakers(db, meeting_id)}
 
 
+# --- 用語登録 -------------------------------------------------------------------------------------
+
+class GlossaryIn(BaseModel):
+    text: str = Field(..., max_length=jobs.GLOSSARY_MAX_CHARS)
+
+
+@api_router.get("/glossary", summary="用語登録（固有名詞の自動修正。新しい文字起こしに適用）")
+def get_glossary(settings: Settings = Depends(get_settings)):
+    from minutes import glossary  # noqa: PLC0415
+
+    text = jobs.glossary_text(settings)
+    return {"text": text, "entries": len(glossary.parse(text)) if text.strip() else 0}
+
+
+@api_router.put("/glossary", summary="用語登録を保存する（「用語,読み」または「誤,正」の CSV）")
+def put_glossary(body: GlossaryIn, db: sqlite_utils.Database = Depends(get_db),
+                 settings: Settings = Depends(get_settings), user: User = Depends(current_user)):
+    entries = jobs.save_glossary(settings, body.text)
+    audit.record(db, user.username, "minutes_glossary_edit", "minutes_glossary", "city", entries=entries)
+    return {"entries": entries}
+
+
 # --- export and audio ---------------------------------------------------------------------------
 
 def _attachment(filename: str) -> str:

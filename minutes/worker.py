@@ -202,7 +202,8 @@ class Worker:
                                     done_s=current["done_s"], eta_s=None, stage=name, duration_s=duration)
 
         spec = resolve_model(self.settings)
-        opts = pipeline.PipelineOptions(num_speakers=meeting["num_speakers"])
+        opts = pipeline.PipelineOptions(num_speakers=meeting["num_speakers"],
+                                        glossary=jobs.load_glossary(self.settings))
         path = jobs.resolve_audio(self.settings, job["audio_path"])
         check()
         stage("decode")

@@ -180,6 +180,15 @@ def test_upload_transcribe_edit_export_delete(settings, login_as, db):
         tok = client.post("/api/auth/token", json={"username": "clerk-flow", "password": "flow-pass-2026"})
         h = {"Authorization": f"Bearer {tok.json()['access_token']}"}
 
+        # the city's glossary (用語登録) applies to new transcriptions
+        glossary_csv = (DATA / "short_meeting.glossary.csv").read_text(encoding="utf-8")
+        r = client.put("/api/minutes/glossary", headers=h, json={"text": glossary_csv})
+        assert r.status_code == 200 and r.json()["entries"] == 5
+        assert client.get("/api/minutes/glossary", headers=h).json() == {"text": glossary_csv, "entries": 5}
+        r = client.put("/api/minutes/glossary", headers=h, json={"text": "term,reading\n保育課,hoikuka\n"})
+        assert r.status_code == 422 and "ひらがなかカタカナ" in r.json()["message"]
+        assert client.get("/api/minutes/glossary", headers=h).json()["entries"] == 5  # unchanged
+
         r = _upload(client, h, data={"title": "文教厚生委員会", "held_at": "令和8年11月29日", "place": "第1委員会室",
                                      "attendees": "委員長、佐藤委員", "agenda": "保育所の入所申請"})
         assert r.status_code == 201, r.text
@@ -202,6 +211,7 @@ def test_upload_transcribe_edit_export_delete(settings, login_as, db):
         assert detail["header"]["place"] == "第1委員会室"
         assert detail["model"]
         assert all(u["version"] == 1 and u["text"] for u in utts)
+        assert "文教厚生委員会" in utts[0]["text"]  # corrected by the glossary (base hears 文競構成)
         assert any(k["kind"] for k in detail["key_points"])
         assert all(d["reason"] and d["reason_label"] for d in detail["dropped"])  # listed, not lost
         assert all(u["raw_text"] for u in utts)
@@ -277,7 +287,7 @@ def test_upload_transcribe_edit_export_delete(settings, login_as, db):
         # audit log: every change, ids only, never transcript text or names
         rows = db.execute("SELECT action, detail FROM audit_log WHERE action LIKE 'minutes_%'").fetchall()
         actions = {a for a, _ in rows}
-        assert {"minutes_upload", "minutes_utterance_edit", "minutes_utterance_restore", "minutes_speaker_rename",
+        assert {"minutes_upload", "minutes_glossary_edit", "minutes_utterance_edit", "minutes_utterance_restore", "minutes_speaker_rename",
                 "minutes_speaker_merge", "minutes_header_edit", "minutes_export"} <= actions
         blob = " ".join(d for _, d in rows)
         assert "編集済み" not in blob and "委員長" not in blob and "文教" not in blob

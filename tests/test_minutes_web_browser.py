@@ -188,6 +188,19 @@ def test_editor_controls_header_speakers_history_delete(live_server, page, make_
     assert [v["source"] for v in storage.utterance_versions(db, meeting_id, int(line.get_attribute("data-id")))] \
         == ["restore", "edit", "machine"]
 
+    # 用語登録 on the list page (keyboard: open the disclosure, type, save)
+    page.goto(live_server + "/minutes")
+    page.click("#glossary-details summary")
+    expect(page.locator("#glossary-status")).to_contain_text("登録済み：0件")
+    page.fill("#glossary-text", "用語,読み\n保育課,ほいくか\n文教厚生委員会,ぶんきょうこうせいいいんかい")
+    page.click("#glossary-form button[type=submit]")
+    expect(page.locator("#glossary-status")).to_contain_text("保存しました（2件）")
+    page.fill("#glossary-text", "保育課")  # no second column
+    page.click("#glossary-form button[type=submit]")
+    expect(page.locator("#glossary-error")).to_contain_text("1行目")
+    assert axe_violations(page) == []
+    page.goto(f"{live_server}/minutes/{meeting_id}")
+
     # delete (confirm dialog accepted): back to the list, file and rows gone
     page.once("dialog", lambda d: d.accept())
     page.click("#delete-meeting")

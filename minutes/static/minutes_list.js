@@ -151,7 +151,27 @@
     p.then(refresh).catch(function (err) { document.getElementById("list-error").textContent = err.message; });
   }
 
+  function loadGlossary() {
+    M.api("GET", API + "/glossary").then(function (data) {
+      document.getElementById("glossary-text").value = data.text;
+      document.getElementById("glossary-status").textContent = "登録済み：" + data.entries + "件";
+    }).catch(function (err) { document.getElementById("glossary-error").textContent = err.message; });
+  }
+
+  function saveGlossary(ev) {
+    ev.preventDefault();
+    var status = document.getElementById("glossary-status"), error = document.getElementById("glossary-error");
+    status.textContent = ""; error.textContent = "";
+    M.api("PUT", API + "/glossary", { text: document.getElementById("glossary-text").value }).then(function (data) {
+      status.textContent = "用語登録を保存しました（" + data.entries + "件）。";
+    }).catch(function (err) { error.textContent = err.message; });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.getElementById("glossary-form").addEventListener("submit", saveGlossary);
+    document.getElementById("glossary-details").addEventListener("toggle", function (ev) {
+      if (ev.target.open && !ev.target.getAttribute("data-loaded")) { ev.target.setAttribute("data-loaded", "1"); loadGlossary(); }
+    });
     document.getElementById("upload-form").addEventListener("submit", upload);
     document.getElementById("meeting-rows").addEventListener("click", onAction);
     refresh();
