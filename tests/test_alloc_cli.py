@@ -151,3 +151,25 @@ def test_generate_then_solve_and_compare(tmp_path):
                                "--manual"])
     assert (again / "applicants.csv").read_bytes() == (out / "applicants.csv").read_bytes()
     assert (again / "manual.csv").read_bytes() == (out / "manual.csv").read_bytes()
+
+
+def test_solve_reads_xlsx_sheets(tmp_path):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "表紙"
+    ws = wb.create_sheet("申込者")
+    for line in APPLICANTS.strip().splitlines():
+        ws.append(line.split(","))
+    wb.save(tmp_path / "a.xlsx")
+    wb2 = openpyxl.Workbook()
+    for line in NURSERIES.strip().splitlines():
+        wb2.active.append([int(c) if c.isdigit() else c for c in line.split(",")])
+    wb2.save(tmp_path / "n.xlsx")
+    (tmp_path / "rules.toml").write_text(RULES, encoding="utf-8")
+    out = tmp_path / "r.csv"
+    r = CliRunner().invoke(alloc, ["solve", "--applicants", str(tmp_path / "a.xlsx"), "--applicants-sheet", "申込者",
+                                   "--nurseries", str(tmp_path / "n.xlsx"), "--rules", str(tmp_path / "rules.toml"),
+                                   "--out", str(out), "--time-limit", "10"])
+    assert r.exit_code == 0, r.output
+    assert {x["applicant_id"]: x["nursery_id"] for x in read_csv(out)} == {"A1": "N2", "A2": "N1", "A3": "", "A4": "N2"}
