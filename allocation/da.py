@@ -13,10 +13,14 @@ import heapq
 from .instance import Instance
 
 
-def deferred_acceptance(inst: Instance) -> list[int | None]:
-    """Returns, per applicant position, the index into ``inst.options[i]`` (None = unplaced)."""
+def deferred_acceptance(inst: Instance, start: dict[int, int] | None = None) -> list[int | None]:
+    """Returns, per applicant position, the index into ``inst.options[i]`` (None = unplaced).
+
+    ``start``: applicant -> first option index it may propose to (``len(options)``: takes no part)."""
     n = len(inst.apps)
     nxt = [0] * n
+    for i, k in (start or {}).items():
+        nxt[i] = k
     match: list[int | None] = [None] * n
     # plain buckets: max-heap on nursery priority (store negative keys) of held applicants
     held: dict[tuple[str, int], list[tuple[tuple[int, int], int]]] = {}

@@ -442,27 +442,47 @@ def tie_weight(applicant_id: str, nursery_id: str) -> int:
 
 
 def warm_start(inst: Instance) -> list[int | None]:
-    """DA, then repaired so that sibling rules hold (broken families are left unplaced)."""
-    match = deferred_acceptance(inst)
+    """DA that keeps the sibling rules: families that DA splits are taken out (their transfer
+    members keep their seats) and DA is run again for everyone else, until no family is split.
+    The result keeps every hard rule and is stable except, at most, for the families taken out."""
     apps = inst.apps
-    for g, members in _groups(inst).items():
-        mode = apps[members[0]].sibling_mode
-        movers = [i for i in members if not apps[i].current_nursery]
-        if mode == "same_nursery":
-            opts = set(family_options(inst, members))
-            places = {inst.options[i][match[i]] if match[i] is not None else None for i in movers}
-            moved = {inst.options[i][match[i]] for i in members
-                     if apps[i].current_nursery and match[i] is not None
-                     and inst.options[i][match[i]] != apps[i].current_nursery}
-            ok = len(places | moved) == 1 and None not in places and places <= opts
-            if not ok:
-                for i in members:
-                    cur = apps[i].current_nursery
-                    match[i] = inst.options[i].index(cur) if cur else None
-        elif mode == "all_or_none" and any(match[i] is None for i in movers):
-            for i in movers:
-                match[i] = None
+    groups = _groups(inst)
+    fam_opts = {g: set(family_options(inst, m)) for g, m in groups.items()
+                if apps[m[0]].sibling_mode == "same_nursery"}
+    start: dict[int, int] = {}
+    out: set[str] = set()
+    for _ in range(12):
+        match = deferred_acceptance(inst, start)
+        broken = [g for g, members in groups.items() if g not in out
+                  and not _family_ok(inst, members, match, fam_opts.get(g))]
+        if not broken:
+            return match
+        for g in broken:
+            out.add(g)
+            for i in groups[g]:
+                start[i] = len(inst.options[i]) - (1 if apps[i].current_nursery else 0)
+    for g, members in groups.items():  # did not settle: take out what is still split
+        if not _family_ok(inst, members, match, fam_opts.get(g)):
+            for i in members:
+                cur = apps[i].current_nursery
+                match[i] = len(inst.options[i]) - 1 if cur else None
     return match
+
+
+def _family_ok(inst: Instance, members: list[int], match: list[int | None], same_opts: set[str] | None) -> bool:
+    apps = inst.apps
+    mode = apps[members[0]].sibling_mode
+    place = [inst.options[i][match[i]] if match[i] is not None else None for i in members]
+    movers = [j for j, i in enumerate(members) if not apps[i].current_nursery]
+    if mode == "same_nursery":
+        apart = (all(place[j] is None for j in movers)
+                 and all(place[j] == apps[i].current_nursery for j, i in enumerate(members) if apps[i].current_nursery))
+        together = len(set(place)) == 1 and place[0] is not None and place[0] in same_opts
+        return apart or together
+    if mode == "all_or_none":
+        got = [place[j] is not None for j in movers]
+        return all(got) or not any(got)
+    return True
 
 
 def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: Priority | None = None,
