@@ -29,6 +29,20 @@ PERSONAL_RE = re.compile(
 
 # bm25() column weights: faq_id (unindexed), question, answer, keywords
 BM25_WEIGHTS = (0.0, 3.0, 1.0, 2.0)
+# Only the best lexical matches get a score; the rest count as "no match" (0) before z-scoring.
+# Keeps per-query work bounded on a large FAQ; exact for FAQs smaller than this.
+MAX_LEXICAL_HITS = 300
+# On a large FAQ, query terms found in more than this share of the FAQs are skipped in the BM25
+# query (they add little and make SQLite score thousands of rows). Small FAQs use every term.
+PRUNE_ABOVE_FAQS = 2000
+PRUNE_DF_SHARE = 0.05
+
+
+def _prune(terms: list[str], df: dict, n: int) -> list[str]:
+    if n <= PRUNE_ABOVE_FAQS or not df:
+        return terms
+    kept = [t for t in terms if df.get(t, 0) <= PRUNE_DF_SHARE * n]
+    return kept or sorted(terms, key=lambda t: df.get(t, 0))[:1]
 
 
 @dataclass
@@ -71,8 +85,8 @@ class Snapshot:
     matrix: np.ndarray  # (n, dim), rows aligned with ids; zero rows where no vector
     has_vec: np.ndarray  # (n,) bool
     synonyms: Synonyms
-    vocab: set = field(default_factory=set)
-    kana_vocab: set = field(default_factory=set)
+    vocab: dict = field(default_factory=dict)  # term → FAQ count
+    kana_vocab: dict = field(default_factory=dict)  # reading trigram → FAQ count
     built_s: float = 0.0
 
 
@@ -142,13 +156,13 @@ class Retriever:
 
     def lexical_scores(self, db: sqlite_utils.Database, snap: Snapshot, toks: list[str]) -> np.ndarray:
         out = np.zeros(len(snap.ids), dtype=np.float32)
-        q = fts_query(toks)
+        q = fts_query(_prune(list(dict.fromkeys(toks)), snap.vocab, len(snap.ids)))
         if not q:
             return out
         w = ",".join(str(x) for x in BM25_WEIGHTS)
         rows = db.conn.execute(
-            f"SELECT faq_id, bm25(chat_faq_fts, {w}) FROM chat_faq_fts WHERE chat_faq_fts MATCH ?",
-            (q,)).fetchall()
+            f"SELECT faq_id, bm25(chat_faq_fts, {w}) AS s FROM chat_faq_fts WHERE chat_faq_fts MATCH ?"
+            " ORDER BY s LIMIT ?", (q, MAX_LEXICAL_HITS)).fetchall()
         for fid, s in rows:
             i = snap.pos.get(fid)
             if i is not None:
@@ -158,13 +172,13 @@ class Retriever:
     def kana_scores(self, db: sqlite_utils.Database, snap: Snapshot, text: str) -> np.ndarray:
         """BM25 over character trigrams of the hiragana reading (question + keywords)."""
         out = np.zeros(len(snap.ids), dtype=np.float32)
-        grams = trigrams(reading(text, snap.synonyms))
+        grams = _prune(trigrams(reading(text, snap.synonyms), limit=40), snap.kana_vocab, len(snap.ids))
         if not grams:
             return out
         q = " OR ".join('"' + g.replace('"', '""') + '"' for g in grams)
         rows = db.conn.execute(
-            "SELECT faq_id, bm25(chat_faq_kana, 0, 2.0, 1.0) FROM chat_faq_kana WHERE chat_faq_kana MATCH ?",
-            (q,)).fetchall()
+            "SELECT faq_id, bm25(chat_faq_kana, 0, 2.0, 1.0) AS s FROM chat_faq_kana"
+            " WHERE chat_faq_kana MATCH ? ORDER BY s LIMIT ?", (q, MAX_LEXICAL_HITS)).fetchall()
         for fid, sc in rows:
             i = snap.pos.get(fid)
             if i is not None:

@@ -176,12 +176,13 @@ def _bump(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE chat_state SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
 
 
-def vocabulary(db: sqlite_utils.Database) -> set[str]:
-    return {r[0] for r in db.conn.execute("SELECT term FROM chat_faq_vocab")}
+def vocabulary(db: sqlite_utils.Database) -> dict[str, int]:
+    """term → number of FAQs containing it."""
+    return {r[0]: r[1] for r in db.conn.execute("SELECT term, doc FROM chat_faq_vocab")}
 
 
-def kana_vocabulary(db: sqlite_utils.Database) -> set[str]:
-    return {r[0] for r in db.conn.execute("SELECT term FROM chat_faq_kana_vocab")}
+def kana_vocabulary(db: sqlite_utils.Database) -> dict[str, int]:
+    return {r[0]: r[1] for r in db.conn.execute("SELECT term, doc FROM chat_faq_kana_vocab")}
 
 
 def generation(db: sqlite_utils.Database) -> int:

@@ -154,3 +154,20 @@ def test_report_dashboard_and_log_export(chat, db, login_as):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 6 and "taro@example.jp" not in text and "[メール]" in text
     assert rows[-1]["feedback"] == "役に立たなかった"
+
+
+def test_sample_faq_on_first_start_with_shipped_calibration(client, db, settings):
+    from chatbot import service
+    assert storage.count_faqs(db) == 0 and "サンプルデータ" not in client.get("/chat").text
+    res = service.ensure_sample_faq(db, settings)
+    assert res["created"] >= 150 and res["synonyms"] >= 1
+    assert service.ensure_sample_faq(db, settings) is None  # only into an empty FAQ table
+    assert db.conn.execute("SELECT count(*) FROM chat_faq WHERE is_sample = 0").fetchone()[0] == 0
+    assert "サンプルデータ" in client.get("/chat").text
+    assert storage.latest_calibration(db) is None  # the shipped calibration.json is in use
+    d = client.post("/api/chat/ask", json={"message": "粗大ごみを出したいのですが、どうすればいいですか"}).json()
+    assert d["kind"] == "answer" and d["faq_id"] == "F0068"
+    d = client.post("/api/chat/ask", json={"message": "明日の天気は？"}).json()
+    assert d["faq_id"] is None
+    d = client.post("/api/chat/ask", json={"message": "さいたま市の粗大ごみの出し方"}).json()
+    assert d["kind"] == "out_of_scope" and "他の市区町村" in d["answer"]
