@@ -86,3 +86,28 @@ def test_rename_and_merge_for_the_whole_meeting():
     assert len(joined) == 3 and joined[1].text == "bc" and joined[1].segment_indexes == [1, 2]
     with pytest.raises(InvalidInput):
         speakers.rename_speaker(utts, "話者1", "  ")
+
+
+def test_assemble_with_diarization_turns():
+    from minutes import pipeline
+    from minutes.types import Word
+
+    def seg(i, start, end, text, dropped=""):
+        n = len(text)
+        words = [Word(start + k * (end - start) / n, start + (k + 1) * (end - start) / n, ch)
+                 for k, ch in enumerate(text)]
+        return Segment(i, start, end, text, words=words, dropped=dropped)
+
+    segs = [seg(0, 0.5, 3.0, "ただいまから会議を開きます"), seg(1, 3.6, 6.0, "えー質問があります"),
+            seg(2, 6.2, 7.0, "ご視聴ありがとうございました", dropped="stock_phrase"),
+            seg(3, 8.0, 10.0, "どうぞ")]
+    dia = [speakers.SpeakerTurn(0.0, 3.3, "B"), speakers.SpeakerTurn(3.3, 7.5, "A"),
+           speakers.SpeakerTurn(7.5, 11.0, "B")]
+    d = pipeline.assemble(segs, duration_s=11.0, model="test", diarization=dia)
+    assert [(u.speaker, u.raw_text, u.text) for u in d.utterances] == [
+        ("話者1", "ただいまから会議を開きます。", "ただいまから会議を開きます。"),
+        ("話者2", "えー、質問があります。", "質問があります。"),
+        ("話者1", "どうぞ。", "どうぞ。"),
+    ]
+    assert [s.index for s in d.dropped] == [2]
+    assert d.to_dict()["dropped"][0]["reason"] == "stock_phrase"
