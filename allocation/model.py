@@ -26,6 +26,8 @@ ties; on other rounds the stable, applicant-optimal result is already unique).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -331,9 +333,43 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
                                 for z, alt in zip(zs, alts):
                                     w.define(z, lambda vals, alt=alt: _refused(vals, alt))
                                     w.linear("stability_family", [(v, 1) for v in alt[0]], alt[1], INF, enforce=z)
-                else:
+                elif combo_count(inst, movers) <= COMBO_LIMIT:
                     # members compete for the same seats (same age, or a shared room): the unplaced
-                    # family blocks with a nursery that would take all of them together
+                    # family blocks if some choice of one listed nursery per member would take them
+                    # all, each nursery taking the members sent to it together
+                    refused_lit: dict[tuple[frozenset[int], str], int | None] = {}
+
+                    def refused(ms: frozenset[int], nid: str) -> int | None:
+                        """Literal that forces nid to refuse the members ms together; None: it always does."""
+                        key = (ms, nid)
+                        if key not in refused_lit:
+                            alts = family_refusals(nid, sorted(ms))
+                            lit = None
+                            if alts is not None:
+                                lit = w.bool_vars(1)[0]
+                                w.define(lit, lambda vals, alts=alts: any(_refused(vals, a) for a in alts))
+                                _enforce_refusal(w, lit, alts)
+                            refused_lit[key] = lit
+                        return refused_lit[key]
+
+                    clauses: list[list[int]] = []
+                    for combo in itertools.product(*(inst.options[i] for i in movers)):
+                        by_n: dict[str, set[int]] = {}
+                        for i, nid in zip(movers, combo):
+                            by_n.setdefault(nid, set()).add(i)
+                        lits = [refused(frozenset(ms), nid) for nid, ms in by_n.items()]
+                        if None not in lits:
+                            clauses.append(lits)
+                    b = None
+                    if soft and clauses:
+                        b = w.bool_vars(1)[0]
+                        blocking.append(b)
+                        w.define(b, lambda vals, cl=clauses, rp=ref_placed:
+                                 _value(vals, rp) < 1 and any(not any(vals[v] for v in c) for c in cl))
+                    for c in clauses:
+                        w.linear("stability_family", [(v, 1) for v in c] + ref_placed + ([(b, 1)] if b else []), 1, INF)
+                else:
+                    # too many combinations: only a nursery that takes them all together counts
                     for nid in common_options(inst, movers):
                         alts = family_refusals(nid, movers)
                         if alts:
@@ -419,6 +455,25 @@ def _set_hint(built: Built, values: list[int]) -> None:
     hint.values.clear()
     hint.vars.extend(range(len(values)))
     hint.values.extend(values)
+
+
+COMBO_LIMIT = 400  # all_or_none families: listed-nursery combinations checked exactly up to this
+
+
+def combo_count(inst: Instance, movers: list[int]) -> int:
+    return math.prod(len(inst.options[i]) for i in movers)
+
+
+def _enforce_refusal(w: _Proto, lit: int, alts: list[tuple[list[int], int]]) -> None:
+    """lit -> one of the refusals holds."""
+    if len(alts) == 1:
+        w.linear("stability_family", [(v, 1) for v in alts[0][0]], alts[0][1], INF, enforce=lit)
+        return
+    zs = w.bool_vars(len(alts))
+    w.linear("stability_family", [(z, 1) for z in zs], 1, INF, enforce=lit)
+    for z, alt in zip(zs, alts):
+        w.define(z, lambda vals, alt=alt: _refused(vals, alt))
+        w.linear("stability_family", [(v, 1) for v in alt[0]], alt[1], INF, enforce=z)
 
 
 def all_or_none_independent_members(inst: Instance, movers: list[int]) -> bool:

@@ -18,12 +18,15 @@ ranks lower (lower priority; a transfer applicant ranks first at the nursery it 
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
 from dataclasses import dataclass, field
 
 from .models import Round, Priority
 from .rules import compute_priority
 
 AGE_LABEL = "{}歳児"
+COMBO_LIMIT = 400  # the same limit as the model: exact all_or_none coalitions up to this many combinations
 
 
 @dataclass
@@ -217,7 +220,19 @@ def verify_assignment(rnd: Round, assignment: dict[str, str | None], priority: P
                     c = coalition([a.applicant_id for a in movers], targets[0], movers[:1])
                     c["nursery_id"] = "・".join(dict.fromkeys(targets))
                     rep.blocking.append(c)
-            else:  # members compete for seats: one nursery that takes them all together
+            elif math.prod(len(a.options) for a in movers) <= COMBO_LIMIT:
+                # members compete for seats: some choice of one listed nursery per member where
+                # every nursery takes the members sent to it together
+                for combo in itertools.product(*(a.options for a in movers)):
+                    by_n: dict[str, list] = {}
+                    for a, nid in zip(movers, combo):
+                        by_n.setdefault(nid, []).append(a)
+                    if all(fits(nid, ms) for nid, ms in by_n.items()):
+                        c = coalition([a.applicant_id for a in movers], combo[0], by_n[combo[0]])
+                        c["nursery_id"] = "・".join(by_n)
+                        rep.blocking.append(c)
+                        break
+            else:  # too many combinations: one nursery that takes them all together
                 sets = [set(a.options) for a in movers]
                 for nid in movers[0].options:
                     if all(nid in s for s in sets) and fits(nid, movers):

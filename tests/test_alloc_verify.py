@@ -99,3 +99,18 @@ def test_transfer_priority_at_own_nursery():
                 [nursery("N1", [0, 0, 0, 0, 0, 0]), nursery("N2", [0, 0, 0, 0, 0, 0])])
     rep = verify_assignment(rnd, {"T": "N1", "A": None})
     assert rep.ok and rep.blocking_count == 0
+
+
+def test_twins_all_or_none_need_two_seats():
+    from allocation import model, verify
+
+    assert verify.COMBO_LIMIT == model.COMBO_LIMIT  # the two code paths use the same definition
+    nurs = [nursery("N1", [1, 0, 0, 0, 0, 0]), nursery("N2", [1, 0, 0, 0, 0, 0])]
+    twins = [app("T0", 0, 40, ["N1", "N2"], "G", "all_or_none"), app("T1", 0, 40, ["N1", "N2"], "G", "all_or_none")]
+    # one 0歳 seat free in total: the unplaced twins cannot both be taken, so no coalition
+    rnd = Round(twins + [app("X", 0, 50, ["N2"])], nurs)
+    assert verify_assignment(rnd, {"T0": None, "T1": None, "X": "N2"}).blocking_count == 0
+    # two seats in two nurseries: they would both be taken, one in each nursery
+    rnd2 = Round(twins + [app("X", 0, 10, ["N2"])], nurs)
+    rep = verify_assignment(rnd2, {"T0": None, "T1": None, "X": "N2"})
+    assert [(b["applicant_ids"], b["nursery_id"]) for b in rep.blocking] == [(["T0", "T1"], "N1・N2")]
