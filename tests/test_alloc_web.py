@@ -48,16 +48,26 @@ def test_roles(client, login_as):
     assert r.status_code in (302, 303) and "/login" in r.headers["location"]
 
 
-def test_every_allocation_route_requires_childcare(app):
-    from tests.test_foundation_auth import _guards, api_routes
-
+def _guards(dependant) -> list:
     from shared.deps import RoleRequirement
 
+    found = []
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, RoleRequirement):
+            found.append(dep.call)
+        found.extend(_guards(dep))
+    return found
+
+
+def test_every_allocation_route_requires_childcare(app):
+    from fastapi.routing import APIRoute, iter_route_contexts
+
     seen = 0
-    for path, _methods, dependant in api_routes(app):
-        if path.startswith(("/api/allocation", "/allocation")):
+    for ctx in iter_route_contexts(app.routes):
+        original = getattr(ctx, "original_route", ctx)
+        if isinstance(original, APIRoute) and ctx.path.startswith(("/api/allocation", "/allocation")):
             seen += 1
-            assert any(isinstance(g, RoleRequirement) and g.roles == ("childcare",) for g in _guards(dependant)), path
+            assert any(g.roles == ("childcare",) for g in _guards(ctx.dependant)), ctx.path
     assert seen >= 12
 
 
