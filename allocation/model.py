@@ -540,8 +540,13 @@ def _family_ok(inst: Instance, members: list[int], match: list[int | None], same
     return True
 
 
+STAGE_LABELS = {"placed_rank_split": "入所数・希望順位の最適化", "blocking": "優先順位の逆転が最少の配置の探索",
+                "tie": "結果を一つに定める最終計算"}
+
+
 def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: Priority | None = None,
-          log: bool = False) -> Result:
+          log: bool = False, progress=None) -> Result:
+    """``progress(label, fraction)``, if given, is called as stages start (Japanese labels)."""
     t0 = time.perf_counter()
     inst = build_instance(rnd, priority)
     hint = warm_start(inst)
@@ -565,6 +570,8 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     def stage(name: str, terms: Terms, share: float = 1.0) -> int | None:
         """Minimise sum(terms); on success fix that value for the next stages."""
         nonlocal status_all, values, last_status
+        if progress is not None:
+            progress(STAGE_LABELS.get(name, name), {"placed_rank_split": 0.3, "blocking": 0.25, "tie": 0.7}.get(name, 0.5))
         m = built.model
         _set_hint(built, values)
         m.clear_objective()

@@ -70,7 +70,8 @@ def execute_run(db_path: Path, run_id: int) -> None:
                 storage.set_progress(db, run_id, "入力の読み込み", 0.05)
                 rnd = load_stored_round(db, run["round_id"], run["seed"])
                 storage.set_progress(db, run_id, "最適化の計算中", 0.15)
-                outcome = run_solve(rnd, time_limit=run["time_limit_s"], workers=run["workers"])
+                outcome = run_solve(rnd, time_limit=run["time_limit_s"], workers=run["workers"],
+                                    progress=lambda label, frac: storage.set_progress(db, run_id, label, frac))
                 storage.set_progress(db, run_id, "検証結果と説明の保存", 0.9)
                 csv_text = result_csv_text(outcome.result, rnd)
                 summary = outcome.summary()

@@ -34,10 +34,10 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def run_solve(rnd: Round, *, time_limit: float, workers: int) -> SolveOutcome:
+def run_solve(rnd: Round, *, time_limit: float, workers: int, progress=None) -> SolveOutcome:
     t0 = time.perf_counter()
     prio = compute_priority(rnd.applicants, rnd.rules)
-    result = solve(rnd, time_limit=time_limit, workers=workers, priority=prio)
+    result = solve(rnd, time_limit=time_limit, workers=workers, priority=prio, progress=progress)
     t1 = time.perf_counter()
     report = verify_assignment(rnd, result.assignment(), prio)
     t2 = time.perf_counter()
