@@ -50,9 +50,14 @@ def parse_rules(text: str, file: str = "rules.toml") -> Rules:
                            details=[_err(file, f"TOML の書式エラー: {exc}")]) from None
     errors: list[dict] = []
     rules_list: list[TieRule] = []
-    raw_tb = data.get("tie_break", [])
+    raw_tb = next((data[k] for k in ("tie_break", "tiebreak", "tie_breaks", "tie_break_rules", "tiebreaks")
+                   if k in data), [])
+    seed_in_table = None
     if isinstance(raw_tb, dict):
-        raw_tb = [raw_tb]
+        # [tie_break] columns = [...] (seed = ...) — or a single {column, direction} table
+        lists = [raw_tb[k] for k in ("columns", "rules", "order", "keys") if k in raw_tb]
+        seed_in_table = next((raw_tb[k] for k in ("lottery_seed", "seed") if k in raw_tb), None)
+        raw_tb = lists[0] if lists else [raw_tb]
     if not isinstance(raw_tb, list):
         errors.append(_err(file, "tie_break は配列で指定してください。", "tie_break"))
         raw_tb = []
@@ -62,8 +67,8 @@ def parse_rules(text: str, file: str = "rules.toml") -> Rules:
             column = " ".join(parts[:-1]) if len(parts) > 1 else (parts[0] if parts else "")
             direction = parts[-1] if len(parts) > 1 else "desc"
         elif isinstance(item, dict):
-            column = str(item.get("column", "")).strip()
-            direction = str(item.get("direction", "desc"))
+            column = str(next((item[k] for k in ("column", "name", "field", "key") if k in item), "")).strip()
+            direction = str(next((item[k] for k in ("direction", "order", "dir", "sort") if k in item), "desc"))
         else:
             errors.append(_err(file, f"tie_break の{i}番目の書式が正しくありません。", "tie_break"))
             continue
@@ -75,8 +80,9 @@ def parse_rules(text: str, file: str = "rules.toml") -> Rules:
                                      "指定してください。", "tie_break"))
         else:
             rules_list.append(TieRule(column, d))
-    seed = data.get("lottery_seed", data.get("lottery", {}).get("seed", 0)
-                    if isinstance(data.get("lottery"), dict) else 0)
+    lottery = data.get("lottery") if isinstance(data.get("lottery"), dict) else {}
+    seed = next((v for v in (data.get("lottery_seed"), lottery.get("seed"), lottery.get("lottery_seed"),
+                             seed_in_table, data.get("seed"), data.get("random_seed")) if v is not None), 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         errors.append(_err(file, "lottery_seed は整数で指定してください。", "lottery_seed"))
         seed = 0

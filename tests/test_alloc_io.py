@@ -170,3 +170,16 @@ def test_load_assignment_errors(tmp_path):
     with pytest.raises(InvalidInput) as e:
         load_assignment(write(tmp_path, "m.csv", "applicant_id,nursery_id\nA1,N7\nZ9,N1\nA2,N1\nA2,N2\n"), rnd)
     assert [x["row"] for x in e.value.details] == [2, 3, 5]
+
+
+@pytest.mark.parametrize("text,expected,seed", [
+    ('tie_break = ["single_parent desc", "income_tax ASC"]\nlottery_seed = 5', [("single_parent", "desc"), ("income_tax", "asc")], 5),
+    ('[tie_break]\ncolumns = ["single_parent desc", "waiting_months descending"]\nseed = 9',
+     [("single_parent", "desc"), ("waiting_months", "desc")], 9),
+    ('[[tie_break]]\ncolumn = "a"\ndirection = "asc"\n[[tie_break]]\nname = "b"\norder = "降順"\n[lottery]\nseed = 3',
+     [("a", "asc"), ("b", "desc")], 3),
+    ('seed = 11\ntiebreak = ["x desc"]\n[meta]\ntitle = "新座市"', [("x", "desc")], 11),
+])
+def test_rules_toml_spellings(text, expected, seed):
+    r = parse_rules(text)
+    assert [(t.column, t.direction) for t in r.tie_break] == expected and r.lottery_seed == seed
