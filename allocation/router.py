@@ -70,6 +70,15 @@ def get_round(round_id: int, db: sqlite_utils.Database = Depends(get_db)):
     return {**storage.get_round(db, round_id), "runs": storage.list_runs(db, round_id)}
 
 
+@api_router.delete("/rounds/{round_id}", status_code=204, summary="選考データを削除する（ファイル・計算結果・比較も）")
+def delete_round(round_id: int, db: sqlite_utils.Database = Depends(get_db), user: User = Depends(current_user)):
+    rnd = storage.get_round(db, round_id)
+    storage.delete_round(db, round_id)
+    audit.record(db, user.username, "alloc_round_deleted", "alloc_round", round_id,
+                 applicants_sha256=rnd["applicants_sha256"], nurseries_sha256=rnd["nurseries_sha256"])
+    return Response(status_code=204)
+
+
 class RunIn(BaseModel):
     seed: int | None = Field(None, description="抽選シード（省略時は rules.toml の lottery_seed）")
 

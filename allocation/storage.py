@@ -133,6 +133,17 @@ def list_rounds(db: sqlite_utils.Database, limit: int = 100) -> list[dict]:
     return [dict(zip(keys, r)) for r in rows]
 
 
+def delete_round(db: sqlite_utils.Database, round_id: int) -> None:
+    """Delete a round with its files, runs, results and comparisons (foreign keys cascade)."""
+    get_round(db, round_id)
+    if db.execute("SELECT COUNT(*) FROM alloc_run WHERE round_id = ? AND state IN ('queued', 'running')",
+                  [round_id]).fetchone()[0]:
+        from shared.errors import Conflict
+        raise Conflict("計算中のため削除できません。計算が終わってから削除してください。")
+    with db.conn:
+        db.execute("DELETE FROM alloc_round WHERE id = ?", [round_id])
+
+
 def round_inputs(db: sqlite_utils.Database, round_id: int) -> dict[str, dict[str, Any]]:
     rows = db.execute("SELECT kind, filename, sheet, data FROM alloc_input WHERE round_id = ?", [round_id]).fetchall()
     if not rows:

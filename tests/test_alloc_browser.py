@@ -63,3 +63,10 @@ def test_upload_run_summary_download(live_server, page, make_user, tmp_path):
     page.set_input_files("#alloc-manual", str(tmp_path / "manual.csv"))
     page.click("#alloc-compare-form button")
     expect(page.locator("#alloc-compare-out")).to_contain_text("一致率 50%")
+
+    # the stored round can be deleted from the list (after a confirmation)
+    page.goto(live_server + "/allocation")
+    expect(page.locator("text=ブラウザテスト選考")).to_be_visible()
+    page.once("dialog", lambda d: d.accept())
+    page.click(".alloc-delete-button")
+    expect(page.locator("text=ブラウザテスト選考")).to_have_count(0)

@@ -113,6 +113,12 @@ def test_upload_run_summary_download_compare_and_audit(client, login_as, db):
     assert "OR-Tools" in fin["solver"] and "single_parent" in fin["rules"] and len(fin["result_sha256"]) == 64
     blob = " ".join(d for _, d in rows)
     assert "N1;N2" not in blob and "A3" not in blob
+    # deleting the round removes its files, runs and results
+    assert client.delete(f"/api/allocation/rounds/{rnd['id']}", headers=h).status_code == 204
+    assert client.get(f"/api/allocation/runs/{run['id']}", headers=h).status_code == 404
+    for table in ("alloc_input", "alloc_run", "alloc_result", "alloc_comparison"):
+        assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
+    assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'alloc_round_deleted'").fetchone()[0] == 1
 
 
 def test_bad_upload_lists_every_error(client, login_as):

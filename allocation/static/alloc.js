@@ -68,6 +68,16 @@
         showErrors(errorBox, {message: "サーバーに接続できませんでした。"});
       });
     });
+    Array.prototype.forEach.call(document.querySelectorAll(".alloc-delete-button"), function (b) {
+      b.addEventListener("click", function () {
+        var id = b.getAttribute("data-round-id");
+        if (!window.confirm("選考データ " + id + " を、ファイル・計算結果・比較とともに削除します。よろしいですか。")) return;
+        niizaFetch("/api/allocation/rounds/" + id, {method: "DELETE"}).then(function (r) {
+          if (r.status === 204) { window.location.reload(); return; }
+          return r.json().then(function (d) { showErrors(errorBox, d); });
+        });
+      });
+    });
     Array.prototype.forEach.call(document.querySelectorAll(".alloc-run-button"), function (b) {
       b.addEventListener("click", function () {
         b.disabled = true;
