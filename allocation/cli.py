@@ -64,11 +64,13 @@ def alloc() -> None:
 @_round_options
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="結果 CSV の出力先")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="HTML 報告書の出力先")
+@click.option("--cutoff", "cutoff_path", type=click.Path(dir_okay=False), default=None,
+              help="施設・年齢別ボーダー指数の表（公表用 CSV）の出力先")
 @click.option("--time-limit", type=float, default=None, help="計算時間の上限（秒）")
 @click.option("--workers", type=int, default=None, help="CP-SAT の並列数")
 @click.option("--json", "as_json", is_flag=True, help="概要を JSON で表示")
 def solve_cmd(applicants_path, nurseries_path, rules_path, seed, applicants_sheet, nurseries_sheet,
-              out_path, report_path, time_limit, workers, as_json):
+              out_path, report_path, cutoff_path, time_limit, workers, as_json):
     from .report import solve_report
     from .service import run_solve
 
@@ -79,6 +81,10 @@ def solve_cmd(applicants_path, nurseries_path, rules_path, seed, applicants_shee
     time_limit, workers = _defaults(time_limit, workers)
     outcome = run_solve(rnd, time_limit=time_limit, workers=workers)
     write_result_csv(out_path, outcome.result, rnd)
+    if cutoff_path:
+        from .explain import cutoff_csv_text
+
+        Path(cutoff_path).write_text(cutoff_csv_text(outcome.cutoff_table), encoding="utf-8", newline="")
     summary = outcome.summary()
     if report_path:
         meta = {"申込": Path(applicants_path).name, "施設": Path(nurseries_path).name,

@@ -188,3 +188,23 @@ def explain(rnd: Round, assignment: dict[str, str | None], priority: Priority | 
                 reason += "（兄弟は別の結果）"
         out[aid] = Explanation(aid, rank[aid], a.points, prio.tie_rule.get(aid, ""), got, pref_rank, reason, details)
     return out, table
+
+
+CUTOFF_COLUMNS = ["nursery_id", "name", "age", "vacancies", "transfer_seats", "stays", "admitted", "free",
+                  "applicants", "first_choice", "waiting", "border_points", "border_rank", "border_rule"]
+CUTOFF_HEADERS_JA = ["施設番号", "施設名", "年齢クラス", "募集数", "転園で空く可能性のある席", "在園継続", "新規入所",
+                     "残り", "希望者", "第1希望者", "待機", "ボーダー指数", "ボーダー順位", "同点時の決定基準"]
+
+
+def cutoff_csv_text(table: list[dict]) -> str:
+    """The cut-off table for publishing (UTF-8 with BOM so that Excel opens it; Japanese headers)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CUTOFF_HEADERS_JA)
+    for r in table:
+        w.writerow(["" if r[c] is None else (fmt_points(r[c]) if c == "border_points" else r[c])
+                    for c in CUTOFF_COLUMNS])
+    return "\ufeff" + buf.getvalue()

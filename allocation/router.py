@@ -140,6 +140,16 @@ def result_xlsx(run_id: int, db: sqlite_utils.Database = Depends(get_db)):
                     headers=_attachment(f"allocation-result-{run_id}.xlsx"))
 
 
+@api_router.get("/runs/{run_id}/cutoff.csv", summary="施設・年齢別ボーダー指数の表（公表用 CSV）をダウンロードする")
+def cutoff_csv(run_id: int, db: sqlite_utils.Database = Depends(get_db)):
+    from .explain import cutoff_csv_text
+
+    storage.run_blob(db, run_id, "result_csv")  # 404 unless done
+    text = cutoff_csv_text(storage.get_run(db, run_id)["cutoff"])
+    return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers=_attachment(f"allocation-cutoff-{run_id}.csv"))
+
+
 @api_router.get("/runs/{run_id}/report.html", summary="結果報告書（HTML）をダウンロードする")
 def report_html(run_id: int, db: sqlite_utils.Database = Depends(get_db)):
     html = storage.run_blob(db, run_id, "report_html")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 from click.testing import CliRunner
@@ -37,8 +38,8 @@ def read_csv(path):
 
 
 def test_solve_writes_contract_csv_and_report(tmp_path):
-    out, rep = tmp_path / "result.csv", tmp_path / "report.html"
-    r = CliRunner().invoke(alloc, ["solve", *files(tmp_path), "--out", str(out), "--report", str(rep),
+    out, rep, cut = tmp_path / "result.csv", tmp_path / "report.html", tmp_path / "cutoff.csv"
+    r = CliRunner().invoke(alloc, ["solve", *files(tmp_path), "--out", str(out), "--report", str(rep), "--cutoff", str(cut),
                                    "--seed", "3", "--time-limit", "10", "--workers", "2", "--json"])
     assert r.exit_code == 0, r.output
     rows = read_csv(out)
@@ -50,6 +51,9 @@ def test_solve_writes_contract_csv_and_report(tmp_path):
     assert got["A3"]["nursery_id"] == "" and got["A3"]["preference_rank"] == "" and got["A3"]["reason"].startswith("保留")
     summary = json.loads(r.output)
     assert summary["status"] == "OPTIMAL" and summary["placed"] == 3 and summary["blocking_coalitions"] == 0
+    cutoff = list(csv.DictReader(io.StringIO(cut.read_text(encoding="utf-8-sig"))))
+    n1_0 = next(r for r in cutoff if r["施設番号"] == "N1" and r["年齢クラス"] == "0")
+    assert n1_0["ボーダー指数"] == "40" and n1_0["同点時の決定基準"] == "single_parent 降順" and n1_0["待機"] == "2"
     html = rep.read_text(encoding="utf-8")
     assert "ボーダー指数" in html and "さくら" in html and "<script" not in html
 

@@ -90,6 +90,8 @@ def test_upload_run_summary_download_compare_and_audit(client, login_as, db):
     assert {x["applicant_id"]: x["nursery_id"] for x in rows} == {"A1": "N2", "A2": "N1", "A3": "", "A4": "N2"}
     x = client.get(f"/api/allocation/runs/{run['id']}/result.xlsx", headers=h)
     assert x.status_code == 200 and x.content[:2] == b"PK"
+    cut = client.get(f"/api/allocation/runs/{run['id']}/cutoff.csv", headers=h)
+    assert cut.status_code == 200 and "ボーダー指数" in cut.content.decode("utf-8-sig")
     rep = client.get(f"/api/allocation/runs/{run['id']}/report.html", headers=h)
     assert "ボーダー指数" in rep.text
     # one applicant's explanation
