@@ -180,7 +180,8 @@ def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0) -> tuple[dict, list
 
 def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
               kana_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3), model: str = "",
-              features: Sequence[str] = FEATURES, min_oos_recall: float = 0.8) -> Calibration:
+              features: Sequence[str] = FEATURES, min_oos_recall: float = 0.8,
+              l2: float = 1.0) -> Calibration:
     """Grid-search the fusion weights and the thresholds, with the in-scope model fitted for each
     weight pair, maximising hit@1 + (OOS precision + OOS recall) / 2 among the settings that keep
     OOS recall ≥ ``min_oos_recall`` (if any do) on the given queries."""
@@ -202,7 +203,7 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
             ranked.append(ids)
         X = np.array([[r.get(k, 0.0) for k in features] for r in rows], dtype=float)
         if n_in and n_oos:
-            om = dict(fit_logistic(X, gold_in.astype(float)), features=features)
+            om = dict(fit_logistic(X, gold_in.astype(float), l2=l2), features=features)
             Z = (X - np.array(om["mean"])) / np.array(om["std"])
             p = _sigmoid(Z @ np.array(om["coef"]) + om["intercept"])
         else:
