@@ -71,5 +71,12 @@ def transcribe_cmd(audio: Path, model: str | None, glossary_path: Path | None, j
     )
 
 
+# `niiza-ai minutes worker` / `purge` (job queue commands, minutes/worker_cli.py)
+from minutes.worker_cli import purge, worker  # noqa: E402
+
+minutes.add_command(worker)
+minutes.add_command(purge)
+
+
 if __name__ == "__main__":  # pragma: no cover
     minutes(sys.argv[1:])
