@@ -62,6 +62,14 @@ def retriever(db: sqlite_utils.Database, settings) -> Retriever:
 
 
 _cal_cache: dict[str, tuple[int, Calibration]] = {}
+_cal_warned: set[str] = set()
+
+
+def get_embedder_name(db) -> str:
+    """Name of the model whose vectors the FAQ holds (most rows), without loading any model."""
+    row = db.conn.execute("SELECT model, count(*) AS n FROM chat_faq_vector GROUP BY model"
+                          " ORDER BY n DESC LIMIT 1").fetchone()
+    return row[0] if row else ""
 _cal_lock = threading.Lock()
 
 
@@ -74,6 +82,15 @@ def current_calibration(db: sqlite_utils.Database) -> Calibration:
         return hit[1]
     stored = storage.latest_calibration(db)
     cal = Calibration.from_dict(stored) if stored else confidence.load_default()
+    if cal.model and key not in _cal_warned:
+        try:
+            current = get_embedder_name(db)
+        except Exception:  # pragma: no cover
+            current = cal.model
+        if current and current != cal.model:
+            _cal_warned.add(key)
+            log.warning("chat calibration was made with %s but the embedding model is %s; "
+                        "run `niiza-ai faq calibrate` on a dev set", cal.model, current)
     with _cal_lock:
         _cal_cache[key] = (gen, cal)
     return cal
