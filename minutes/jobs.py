@@ -227,7 +227,7 @@ def job_view(job: dict | None) -> dict | None:
 STATE_LABELS = {"queued": "待機中", "running": "処理中", "done": "完了", "failed": "失敗",
                 "cancelled": "取り消し"}
 STAGE_LABELS = {"": "", "decode": "音声を読み込み中", "vad": "発話区間を検出中", "model": "音声認識モデルを準備中",
-                "transcribe": "文字起こし中", "draft": "議事録の下書きを作成中", "done": "完了",
+                "transcribe": "文字起こし中", "speakers": "話者を判定中", "draft": "議事録の下書きを作成中", "done": "完了",
                 "failed": "失敗", "cancelled": "取り消し",
                 "resume": "再開待ち", "retry": "再実行待ち"}
 

@@ -149,8 +149,15 @@ def _m1_tables(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m2_diarization(db: sqlite_utils.Database) -> None:
+    # JSON {"turns": [[start, end, speaker], ...] | null}; NULL = not computed yet. Kept so that a
+    # resumed job does not run the (expensive) diarization again.
+    db.execute("ALTER TABLE minutes_job ADD COLUMN diarization TEXT")
+
+
 MIGRATIONS = [
     Migration("minutes", 1, "meetings, jobs, segments, speakers, versioned utterances", _m1_tables),
+    Migration("minutes", 2, "job diarization result", _m2_diarization),
 ]
 
 
@@ -413,6 +420,21 @@ def mark_resume_point(db: sqlite_utils.Database, job_id: int, offset_s: float, s
     """Record where this run starts transcribing (0 for a fresh job) and how many segments it kept."""
     db.execute("UPDATE minutes_job SET resumed_from_s = ?, segments_before = ? WHERE id = ?",
                [round(offset_s, 3), stored, job_id])
+
+
+def save_diarization(db: sqlite_utils.Database, job_id: int, turns: list[tuple[float, float, str]] | None) -> None:
+    db.execute("UPDATE minutes_job SET diarization = ? WHERE id = ?",
+               [json.dumps({"turns": None if turns is None else [list(t) for t in turns]},
+                           ensure_ascii=False), job_id])
+
+
+def load_diarization(db: sqlite_utils.Database, job_id: int) -> tuple[bool, list[tuple[float, float, str]] | None]:
+    """(computed?, turns or None)."""
+    row = db.execute("SELECT diarization FROM minutes_job WHERE id = ?", [job_id]).fetchone()
+    if row is None or row[0] is None:
+        return False, None
+    turns = json.loads(row[0]).get("turns")
+    return True, None if turns is None else [(float(a), float(b), str(c)) for a, b, c in turns]
 
 
 def cancel_requested(db: sqlite_utils.Database, job_id: int) -> bool:

@@ -244,10 +244,12 @@ class Worker:
                                     eta_s=last_eta[0], stage="transcribe")
             check()
 
+        turns = self._speaker_turns(db, job_id, pipeline, prepared, opts, stage)
+        check()
         stage("draft", progress=99.0)
         all_segments = [Segment.from_dict(d) for d in storage.load_segments(db, job_id)]
         draft = pipeline.assemble(all_segments, duration_s=duration, model=spec.label, options=opts,
-                                  audio=prepared.audio)
+                                  audio=prepared.audio, diarization=turns)
         del prepared
         check()
         labels = list(dict.fromkeys(u.speaker for u in draft.utterances))
@@ -258,6 +260,23 @@ class Worker:
             raise _LeaseLost()
         log.info("minutes job %s: done (%d segments, %d utterances)", job_id, len(all_segments),
                  len(draft.utterances))
+
+
+    def _speaker_turns(self, db, job_id: int, pipeline, prepared, opts, stage):
+        """Diarization turns (senko, optional extra) computed once per job and kept in the job row,
+        or None: the pipeline then labels speakers with its light acoustic clustering."""
+        diarize = getattr(pipeline, "diarize", None)
+        if diarize is None:
+            return None
+        from minutes.speakers import SpeakerTurn  # noqa: PLC0415
+
+        done, turns = storage.load_diarization(db, job_id)
+        if not done:
+            stage("speakers", progress=98.0)
+            result = diarize(self.settings, prepared, opts)
+            turns = None if result is None else [(t.start, t.end, t.speaker) for t in result]
+            storage.save_diarization(db, job_id, turns)
+        return None if turns is None else [SpeakerTurn(a, b, c) for a, b, c in turns]
 
 
 def _is_dead_local_worker(worker_id: str | None) -> bool:
