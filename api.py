@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -232,6 +233,12 @@ def serve(host, port, workers):
     logging.basicConfig(level=settings.log_level)
     click.echo(f"niiza-ai: {settings.public_url}/ (data: {settings.home.resolve()})")
     if workers > 1:
+        if settings.minutes_worker == "thread":
+            # N web processes would each load Whisper; jobs go to a separate worker process instead.
+            os.environ["NIIZA_AI_MINUTES_WORKER"] = "none"
+            click.echo("注意: --workers 2以上では議事録の文字起こしは別プロセスで行います。"
+                       "`niiza-ai minutes worker` を起動してください。"
+                       " (with several workers, run `niiza-ai minutes worker` separately)")
         uvicorn.run("api:app_from_env", factory=True, host=settings.host, port=settings.port,
                     workers=workers, proxy_headers=True)
     else:
