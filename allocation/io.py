@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.errors import InvalidInput
 
-from .models import SIBLING_MODES, Applicant, Nursery, Placement, Result, Round, Rules
+from .models import Applicant, Nursery, Placement, Result, Round, Rules
 from .rules import load_rules, with_seed
 
 # ---------------------------------------------------------------------------------------------

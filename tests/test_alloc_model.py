@@ -12,7 +12,7 @@ from allocation.da import deferred_acceptance
 from allocation.generate import generate, to_round
 from allocation.instance import build_instance
 from allocation.model import solve
-from allocation.models import Applicant, Nursery, Round, Rules
+from allocation.models import Applicant, Nursery, Round
 from allocation.rules import compute_priority, parse_rules
 from allocation.verify import verify_assignment
 

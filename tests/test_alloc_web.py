@@ -7,11 +7,7 @@ import io
 import json
 import time
 
-import pytest
-
 from allocation import storage
-from allocation.generate import generate
-from shared.db import connect, now_iso
 
 NURSERIES = ("nursery_id,name,capacity_0,capacity_1,capacity_2,capacity_3,capacity_4,capacity_5\n"
              "N1,さくら,1,1,0,0,0,0\nN2,ひまわり,1,1,0,0,0,0\n")
@@ -150,7 +146,6 @@ def test_pages_render(client, login_as, make_user):
 def test_stale_runs_are_failed_at_startup(settings, db):
     from allocation.service import on_startup
 
-    h = generate(20, 3, seed=1)
     rid = storage.create_round(db, title="t", created_by="x", applicants=20, nurseries=3,
                                inputs=[{"kind": "applicants", "filename": "a.csv", "sha256": "0" * 64, "data": b"x"},
                                        {"kind": "nurseries", "filename": "n.csv", "sha256": "1" * 64, "data": b"y"}],
@@ -161,4 +156,3 @@ def test_stale_runs_are_failed_at_startup(settings, db):
     on_startup(settings)
     assert storage.get_run(db, old)["state"] == "failed"
     assert storage.get_run(db, fresh)["state"] == "queued"
-    del h
