@@ -36,7 +36,9 @@ Metrics:
   ``--runs`` runs. Model loading is timed separately (``load s``).
 - CPU s/audio s: process CPU time (all threads) per second of audio, median; less sensitive than RTF
   to other work on a shared machine (with 2 threads, an unloaded RTF is at best about half of it).
-- peak MB: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the subprocess at the end (model + all runs).
+- peak MB: peak resident memory of the subprocess (model + all runs): VmHWM from /proc/self/status
+  (``resource.getrusage`` ru_maxrss where /proc is missing; on Linux ru_maxrss inherits the parent's
+  peak across fork+exec, which is why it is not the first choice).
 - Speaker accuracy (final row of the pipeline): share of reference speech time (10 ms frames)
   whose hypothesis speaker, after the best one-to-one mapping of hypothesis to reference speakers,
   is right; ``auto`` with the pipeline's default options, ``n=4`` with ``num_speakers=4`` (the clerk
@@ -350,12 +352,27 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
     }
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    ``/proc/self/status`` VmHWM is the high-water mark of this process image only. Linux's
+    ``getrusage(RUSAGE_SELF).ru_maxrss`` is used where /proc is missing; note that on Linux it keeps
+    the parent's RSS at fork across exec, so it over-reports in a subprocess of a big parent."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(args: argparse.Namespace) -> None:
     if args.system == "pipeline":
         out = run_pipeline(args.audio, args.model, args.threads, args.runs, args.glossary)
     else:
         out = run_fw(args.audio, args.model, args.threads, args.runs, vad=args.system == "fw-vad")
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_mb"] = peak_rss_mb()
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
 
 
@@ -444,7 +461,10 @@ def main() -> None:
             if system == "pipeline" and glossary.exists():
                 cmd += ["--glossary", str(glossary)]
             print(f"[run] {cond} / {SYSTEMS[system]} ...", file=sys.stderr, flush=True)
-            subprocess.run(cmd, check=True, cwd=REPO)
+            if subprocess.run(cmd, cwd=REPO).returncode != 0:
+                print(f"[fail] {cond} / {SYSTEMS[system]}: worker failed (see above); row left out",
+                      file=sys.stderr)
+                continue
             r = json.loads(out.read_text(encoding="utf-8"))
             dur = ref["duration_s"]
             rtfs = [t / dur for t in r["times"]]
