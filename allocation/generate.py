@@ -139,8 +139,10 @@ def generate(children: int, nurseries: int, *, siblings: float = 0.08, transfers
 
 
 def manual_selection(gen: Generated, seed: int) -> list[dict]:
-    """What staff might produce by hand: priority order by points but ties settled loosely,
-    siblings kept together by hand, a few children forgotten and a few favoured."""
+    """What staff might produce by hand: the official order with a few ties swapped, in one pass
+    (so seats freed by transfer applicants go only to those handled later), families placed
+    together at their first member's turn, a few applications forgotten, a few preference lists
+    misread, one double booking."""
     from .io import parse_applicants, parse_nurseries, Table
     from .rules import parse_rules
     from .models import Round
@@ -153,10 +155,14 @@ def manual_selection(gen: Generated, seed: int) -> list[dict]:
     applicants, _ = parse_applicants(at, {x.nursery_id for x in nurseries}, rules)
     rnd = Round(applicants, nurseries, rules)
     seats = {(x.nursery_id, a): x.capacity[a] for x in nurseries for a in range(6)}  # free seats now
-    # hand order: points, then a coin instead of the tie-break columns for some ties
-    noise = {a.applicant_id: (rng.random() if rng.random() < 0.1 else 0.5) for a in applicants}
-    order = sorted(applicants, key=lambda a: (-a.points, a.extra.get("single_parent") == 0,
-                                              noise[a.applicant_id], a.applicant_id))
+    # hand order: the official order, but about 3 % of tied applicants swapped with their neighbour
+    from .rules import compute_priority
+
+    official = [rnd.by_id[aid] for aid in compute_priority(applicants, rules).order]
+    order = list(official)
+    for j in range(len(order) - 1):
+        if order[j].points == order[j + 1].points and rng.random() < 0.03:
+            order[j], order[j + 1] = order[j + 1], order[j]
     result: dict[str, str | None] = {a.applicant_id: None for a in applicants}
     # transfer applicants hold their seat until handled
     for a in applicants:
