@@ -214,3 +214,32 @@ def test_cpsat_matches_brute_force_with_shared_rooms(seed):
     res = solve(rnd, time_limit=20, workers=2)
     assert res.status == "OPTIMAL"
     assert lex_key(rnd, res.assignment(), prio) == best
+
+
+def test_unstable_gadget_planted_in_a_larger_round():
+    """Siblings that make every result unstable, inside an otherwise ordinary 400-child round:
+    the minimum number of coalitions is found and proven (it equals the gadget's own minimum)."""
+    import dataclasses
+
+    rng = random.Random(2167)
+    small = random_round(rng, rng.randint(4, 8), rng.randint(2, 3), siblings=True, transfers=True, ages=2)
+    big = to_round(generate(400, 20, siblings=0.08, transfers=0.05, seed=3))
+
+    def ren(v):
+        return f"Z{v}" if v else v
+
+    gadget = [dataclasses.replace(a, applicant_id=ren(a.applicant_id), preferences=tuple(ren(p) for p in a.preferences),
+                                  sibling_group=ren(a.sibling_group), current_nursery=ren(a.current_nursery),
+                                  base_points=a.base_points + 100) for a in small.applicants]
+    gadget_nurseries = [dataclasses.replace(n, nursery_id=ren(n.nursery_id)) for n in small.nurseries]
+    rnd = Round(big.applicants + gadget, big.nurseries + gadget_nurseries, big.rules)
+    alone = Round(gadget, gadget_nurseries, big.rules)
+    prio = compute_priority(alone.applicants, alone.rules)
+    ids = [a.applicant_id for a in gadget]
+    choices = [([None] if not alone.by_id[a].current_nursery else []) + list(alone.by_id[a].options) for a in ids]
+    best = min(k for combo in itertools.product(*choices)
+               if (k := lex_key(alone, dict(zip(ids, combo)), prio)) is not None)
+    res = solve(rnd, time_limit=60, workers=2)
+    rep = verify_assignment(rnd, res.assignment())
+    assert res.timings["soft"] == 1.0 and res.status == "OPTIMAL"
+    assert rep.ok and rep.blocking_count == res.objective["blocking"] == best[0] >= 1
