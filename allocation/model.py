@@ -630,8 +630,10 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
     # With a stable, rule-abiding warm start (always so without siblings) the hard model is
     # feasible. Otherwise try it anyway (a stable result usually exists and is found quickly);
     # if it has none, or none is found in time, rebuild with slacks and minimise coalitions first.
-    ok = stage("placed_rank_split", main_objective(), 1.0 if not soft else 0.5) is not None
-    if not ok and soft:
+    ok = stage("placed_rank_split", main_objective(), 1.0 if not soft else 0.7) is not None
+    # slacks only help when the hard model has no solution (usually proved quickly); a time-out on
+    # a large round is better answered with the warm start than with a bigger model
+    if not ok and soft and (last_status == "INFEASIBLE" or deadline - time.perf_counter() > 0.3 * time_limit):
         tb = time.perf_counter()
         built = build_model(inst, soft=True)
         values = built.complete_hint(_hint_values(built, hint))
@@ -642,7 +644,7 @@ def solve(rnd: Round, *, time_limit: float = 60.0, workers: int = 2, priority: P
         ok = val is not None and stage("placed_rank_split", main_objective(), 0.8) is not None
         objective["blocking"] = val if val is not None else -1
     else:
-        objective["blocking"] = 0
+        objective["blocking"] = 0 if ok else -1  # -1: not minimised (see the verifier's count)
         soft = False
     if not ok:
         if soft and objective.get("blocking", -1) >= 0:
