@@ -9,10 +9,12 @@ sides always agree.
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
+
+from shared.text import katakana_to_hiragana, sudachi_tokenizer
+from shared.text import normalize as shared_normalize
 
 # Parts of speech that carry no retrieval meaning.
 _DROP_POS = {"助詞", "助動詞", "補助記号", "空白", "記号"}
@@ -25,37 +27,18 @@ _STOP = {
 }
 _PUNCT_RE = re.compile(r"[\s\W_]+", re.UNICODE)
 
-_lock = threading.Lock()
-_dictionary = None
-_local = threading.local()
-
 
 def _sudachi():
-    """Per-thread Sudachi tokenizer over one process-wide dictionary (loaded lazily)."""
-    global _dictionary
-    tok = getattr(_local, "tok", None)
-    if tok is None:
-        with _lock:
-            if _dictionary is None:
-                from sudachipy import dictionary
-
-                _dictionary = dictionary.Dictionary(dict="core")
-        tok = _dictionary.tokenizer() if hasattr(_dictionary, "tokenizer") else _dictionary.create()
-        _local.tok = tok
-    return tok
+    """Per-thread Sudachi tokenizer over one process-wide dictionary (shared/text.py)."""
+    return sudachi_tokenizer()
 
 
 def normalize(text: str) -> str:
     """Shared normalisation (NFKC, width, whitespace, long vowels, common 表記ゆれ)."""
-    try:
-        from shared.text import normalize as shared_normalize
-    except ImportError:  # pragma: no cover - only while shared/text.py is not installed
-        return " ".join(unicodedata.normalize("NFKC", text or "").split()).lower()
     return shared_normalize(text or "")
 
 
-def kata_to_hira(s: str) -> str:
-    return "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in s)
+kata_to_hira = katakana_to_hiragana
 
 
 @dataclass

@@ -1,12 +1,10 @@
 """A lazily created SudachiPy tokenizer per thread (Sudachi tokenizers are not thread-safe)."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-_local = threading.local()
-_dict_lock = threading.Lock()
-_dictionary = None
+from shared.text import sudachi_tokenizer
+
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,7 @@ class Morph:
 
 
 def _tokenizer():
-    global _dictionary
-    tok = getattr(_local, "tok", None)
-    if tok is None:
-        from sudachipy import dictionary  # noqa: PLC0415
-
-        with _dict_lock:
-            if _dictionary is None:
-                _dictionary = dictionary.Dictionary(dict="core")
-        tok = _dictionary.tokenizer()
-        _local.tok = tok
-    return tok
+    return sudachi_tokenizer()
 
 
 def tokenize(text: str, mode: str = "C") -> list[Morph]:

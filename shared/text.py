@@ -81,3 +81,31 @@ def hiragana_to_katakana(text: str) -> str:
 
 def katakana_to_hiragana(text: str) -> str:
     return "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in text)
+
+
+# --- SudachiPy, shared by the chatbot (tokenising) and minutes (punctuation, glossary) ---------
+
+import threading
+
+_sudachi_lock = threading.Lock()
+_sudachi_local = threading.local()
+_sudachi_dictionary = None
+
+
+def sudachi_tokenizer():
+    """A SudachiPy tokenizer for this thread over one process-wide core dictionary.
+
+    Sudachi tokenizers are not thread-safe, the dictionary is (and costs ~100 MB), so the
+    dictionary loads once, lazily, and each thread gets its own tokenizer.
+    """
+    global _sudachi_dictionary
+    tok = getattr(_sudachi_local, "tok", None)
+    if tok is None:
+        with _sudachi_lock:
+            if _sudachi_dictionary is None:
+                from sudachipy import dictionary
+
+                _sudachi_dictionary = dictionary.Dictionary(dict="core")
+        tok = _sudachi_dictionary.tokenizer()
+        _sudachi_local.tok = tok
+    return tok
