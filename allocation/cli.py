@@ -114,14 +114,24 @@ def solve_cmd(applicants_path, nurseries_path, rules_path, seed, applicants_shee
 @click.option("--json", "as_json", is_flag=True, help="検証結果を JSON で表示")
 def check_cmd(applicants_path, nurseries_path, rules_path, seed, applicants_sheet, nurseries_sheet,
               result_path, as_json):
+    from .io import load_priority_ranks, priority_from_ranks
+    from .rules import compute_priority
     from .service import run_check
 
     try:
         rnd = _load(applicants_path, nurseries_path, rules_path, seed, applicants_sheet, nurseries_sheet)
         assignment = load_assignment(result_path, rnd)
+        ranks = load_priority_ranks(result_path, rnd)
     except NiizaError as exc:
         _fail(exc)
-    rep = run_check(rnd, assignment)
+    if rules_path is None and seed is None and ranks is not None:
+        # no rules given: judge with the priority order recorded in the result file itself
+        prio = priority_from_ranks(ranks)
+    else:
+        prio = compute_priority(rnd.applicants, rnd.rules)
+        if ranks is not None and ranks != prio.rank:
+            click.echo("注意: 結果ファイルの priority_rank が、指定されたルールによる優先順位と一致しません。", err=True)
+    rep = run_check(rnd, assignment, prio)
     if as_json:
         _dump(rep.to_dict())
     else:

@@ -555,6 +555,34 @@ def load_assignment(path: str | Path, rnd: Round, *, sheet: str | None = None, d
     return out
 
 
+def load_priority_ranks(path: str | Path, rnd: Round, *, sheet: str | None = None) -> dict[str, int] | None:
+    """The ``priority_rank`` column of a result file (as this tool writes it), if it is present,
+    complete and a permutation of 1..n; else None."""
+    t = read_table(path, sheet)
+    cols = _map_headers(t, RESULT_ALIASES)
+    if "priority_rank" not in cols or "applicant_id" not in cols:
+        return None
+    ranks: dict[str, int] = {}
+    for _, cells in t.rows:
+        aid = _get(cells, cols["applicant_id"])
+        try:
+            ranks[aid] = int(_get(cells, cols["priority_rank"]))
+        except ValueError:
+            return None
+    if set(ranks) != set(rnd.by_id) or sorted(ranks.values()) != list(range(1, len(ranks) + 1)):
+        return None
+    return ranks
+
+
+def priority_from_ranks(ranks: dict[str, int]):
+    """A Priority that follows given ranks (the tie-break labels are unknown: 順位)."""
+    from .models import Priority
+
+    order = sorted(ranks, key=ranks.__getitem__)
+    return Priority(rank=dict(ranks), order=order, keys={a: (r,) for a, r in ranks.items()},
+                    tie_rule={a: "" for a in ranks}, lottery={a: 0 for a in ranks}, labels=("順位",))
+
+
 RESULT_COLUMNS = ["applicant_id", "nursery_id", "preference_rank", "priority_rank", "reason"]
 
 

@@ -49,8 +49,8 @@ def run_solve(rnd: Round, *, time_limit: float, workers: int, progress=None) -> 
     return SolveOutcome(result, report, explanations, table, timings)
 
 
-def run_check(rnd: Round, assignment: dict[str, str | None]) -> Report:
-    return verify_assignment(rnd, assignment)
+def run_check(rnd: Round, assignment: dict[str, str | None], priority=None) -> Report:
+    return verify_assignment(rnd, assignment, priority)
 
 
 def run_compare(rnd: Round, manual: dict[str, str | None], *, time_limit: float, workers: int,

@@ -177,3 +177,15 @@ def test_solve_reads_xlsx_sheets(tmp_path):
                                    "--out", str(out), "--time-limit", "10"])
     assert r.exit_code == 0, r.output
     assert {x["applicant_id"]: x["nursery_id"] for x in read_csv(out)} == {"A1": "N2", "A2": "N1", "A3": "", "A4": "N2"}
+
+
+def test_check_without_rules_uses_the_recorded_priority(tmp_path):
+    # solved with a tie-break rule; checked without it: the result's own priority_rank is used
+    args = files(tmp_path)
+    out = tmp_path / "result.csv"
+    r = CliRunner().invoke(alloc, ["solve", *args, "--out", str(out), "--time-limit", "10"])
+    assert r.exit_code == 0, r.output
+    plain = ["--applicants", str(tmp_path / "a.csv"), "--nurseries", str(tmp_path / "n.csv")]
+    r = CliRunner().invoke(alloc, ["check", *plain, "--result", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["blocking_coalitions"] == 0
