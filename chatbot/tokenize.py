@@ -9,7 +9,6 @@ sides always agree.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
