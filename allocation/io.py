@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import InvalidInput
+from shared.text import decode_bytes
 
 from .models import Applicant, Nursery, Placement, Result, Round, Rules
 from .rules import load_rules, with_seed
@@ -104,28 +105,6 @@ class Table:
     headers: list[str]  # as written in the file
     rows: list[tuple[int, list[str]]]  # (sheet row number, cells as text)
     encoding: str = ""
-
-
-def decode_bytes(raw: bytes) -> tuple[str, str]:
-    """UTF-8 (with or without BOM), UTF-16 with BOM, else CP932 (Shift_JIS); ValueError if none fits."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8"), "utf-8-sig"
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16"), "utf-16"
-    if b"\x00" in raw:
-        raise ValueError("binary or UTF-16 without BOM")
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = raw.decode("cp932")
-    except UnicodeDecodeError:
-        raise ValueError("unknown encoding") from None
-    # Python's cp932 maps unused bytes to private-use / control characters instead of failing
-    if any(unicodedata.category(c) in ("Co", "Cc") and c not in "\t\r\n" for c in text):
-        raise ValueError("unknown encoding")
-    return text, "cp932"
 
 
 def _cell_text(v) -> str:

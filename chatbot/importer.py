@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from shared.errors import InvalidInput
+from shared.text import decode_bytes
 
 from .storage import FAQ_FIELDS, Faq
 
@@ -63,16 +64,10 @@ def _norm_header(h: str) -> str:
 
 
 def decode(data: bytes) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp932")
-    except UnicodeDecodeError:
-        raise InvalidInput("ファイルの文字コードを判別できません。UTF-8 または Shift_JIS(CP932) で保存してください。")
+        return decode_bytes(data)[0]
+    except ValueError:
+        raise InvalidInput("ファイルの文字コードを判別できません。UTF-8 または Shift_JIS(CP932) で保存してください。") from None
 
 
 def _rows_csv(data: bytes) -> list[tuple[int, list[str]]]:

@@ -109,3 +109,31 @@ def sudachi_tokenizer():
         tok = _sudachi_dictionary.tokenizer()
         _sudachi_local.tok = tok
     return tok
+
+
+# --- files exported by Japanese office systems --------------------------------------------------
+
+def decode_bytes(raw: bytes) -> tuple[str, str]:
+    """Text of a CSV/TSV file and the encoding found.
+
+    UTF-8 (with or without BOM), UTF-16 with BOM, else CP932 (Shift_JIS, what Japanese core
+    systems and Excel export); ValueError if none fits.
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8"), "utf-8-sig"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
+    if b"\x00" in raw:
+        raise ValueError("binary or UTF-16 without BOM")
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("cp932")
+    except UnicodeDecodeError:
+        raise ValueError("unknown encoding") from None
+    # Python's cp932 maps unused bytes to private-use / control characters instead of failing
+    if any(unicodedata.category(c) in ("Co", "Cc") and c not in "\t\r\n" for c in text):
+        raise ValueError("unknown encoding")
+    return text, "cp932"

@@ -35,3 +35,16 @@ def test_strip_punctuation_for_cer():
 
 def test_kana_conversion():
     assert katakana_to_hiragana("ゴミ") == "ごみ"
+
+
+def test_decode_bytes_detects_japanese_office_encodings():
+    from shared.text import decode_bytes
+    text = "申込番号,年齢クラス\nA001,0\n"
+    assert decode_bytes(text.encode("utf-8")) == (text, "utf-8")
+    assert decode_bytes(b"\xef\xbb\xbf" + text.encode("utf-8")) == (text, "utf-8-sig")
+    assert decode_bytes(text.encode("cp932")) == (text, "cp932")
+    assert decode_bytes(text.encode("utf-16")) == (text, "utf-16")
+    with pytest.raises(ValueError):
+        decode_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(ValueError):  # bytes cp932 leaves unassigned
+        decode_bytes(b"\x85\x40\x85\x41abc")
