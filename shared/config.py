@@ -46,7 +46,7 @@ class Settings:
     minutes_worker: str = "thread"  # thread: in-process worker; none: run `niiza-ai minutes worker`
     minutes_retention_days: int = 365
     # --- allocation --------------------------------------------------------------------
-    alloc_time_limit_s: float = 60.0
+    alloc_time_limit_s: float = 180.0  # 30,000 children need ~30-90 s on 2 cores
     alloc_workers: int = 2
     # --- logging -----------------------------------------------------------------------
     log_level: str = "INFO"
