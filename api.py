@@ -104,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         for stop in reversed(stops):
             stop()
+        pool = getattr(app.state, "db_pool", None)
+        if pool is not None:
+            pool.close()
 
     app = FastAPI(title="niiza-ai", version="0.1.0", docs_url=None, lifespan=lifespan,
                   description="新座市 AIサービス（AIチャットボット・AI議事録作成・保育所入所選考）のAPI")

@@ -56,7 +56,8 @@ class RateLimiter:
             q.append(now)
 
 
-def rate_limited(request: Request, settings: Settings = Depends(get_settings)) -> None:
+async def rate_limited(request: Request, settings: Settings = Depends(get_settings)) -> None:
+    # async: a lock and a deque, no I/O; a sync dependency would cost a thread-pool round trip
     limiter = getattr(request.app.state, "chat_limiter", None)
     if limiter is None:
         limiter = RateLimiter(settings.chat_rate_per_minute)
