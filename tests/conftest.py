@@ -24,6 +24,13 @@ def settings(tmp_path):
     return load_settings(environ={}, home=tmp_path / "home", login_fail_delay_s=0.0)
 
 
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory):
+    """The bundled Whisper base model, assembled once per test session (minutes tests)."""
+    from minutes.model import ensure_bundled_model
+    return ensure_bundled_model(tmp_path_factory.getbasetemp() / "minutes-models")
+
+
 @pytest.fixture
 def app(settings):
     from api import create_app

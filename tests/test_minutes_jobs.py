@@ -28,13 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "data" / "minutes" / "short_meeting.mp3"
 
 
-@pytest.fixture(scope="session")
-def whisper_dir(tmp_path_factory):
-    """The bundled base model assembled once per test session (shared by the minutes tests)."""
-    from minutes.model import ensure_bundled_model
-    return ensure_bundled_model(tmp_path_factory.getbasetemp() / "minutes-models")
-
-
 @pytest.fixture
 def settings(tmp_path, whisper_dir):
     # beam 1 keeps the real transcription of the 44 s fixture to a few seconds on 2 cores.

@@ -20,12 +20,6 @@ MP3 = DATA / "short_meeting.mp3"
 M4A = DATA / "short_meeting.m4a"
 
 
-@pytest.fixture(scope="session")
-def whisper_dir(tmp_path_factory):
-    from minutes.model import ensure_bundled_model
-    return ensure_bundled_model(tmp_path_factory.getbasetemp() / "minutes-models")
-
-
 @pytest.fixture
 def settings(tmp_path, whisper_dir):
     # No worker thread by default: tests decide when jobs run. beam 1: fast real transcription.

@@ -15,12 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MP3 = ROOT / "tests" / "data" / "minutes" / "short_meeting.mp3"
 
 
-@pytest.fixture(scope="session")
-def whisper_dir(tmp_path_factory):
-    from minutes.model import ensure_bundled_model
-    return ensure_bundled_model(tmp_path_factory.getbasetemp() / "minutes-models")
-
-
 @pytest.fixture
 def settings(tmp_path, whisper_dir):
     return load_settings(environ={}, home=tmp_path / "home", login_fail_delay_s=0.0,
