@@ -30,6 +30,8 @@ def test_docs_and_openapi_list_routers(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert "/health" in paths
     assert "/api/auth/token" in paths
+    for prefix in ("/api/chat/", "/api/minutes/", "/api/allocation/", "/api/admin/"):
+        assert any(p.startswith(prefix) for p in paths), prefix
 
 
 def test_security_headers_on_pages(client):
