@@ -92,7 +92,7 @@ def authenticated_token(request: Request, db: sqlite_utils.Database) -> Token | 
     return token
 
 
-async def _check_csrf(request: Request, token: Token) -> None:
+async def check_csrf(request: Request, token: Token) -> None:
     if request.method in _SAFE_METHODS or getattr(request.state, "auth_via", None) != "cookie":
         return
     sent = request.headers.get(CSRF_HEADER)
@@ -127,7 +127,7 @@ class RoleRequirement:
             raise Forbidden("初回ログイン用パスワードを変更してください。", code="password_change_required")
         if not token.user.has_role(*self.roles):
             raise Forbidden()
-        await _check_csrf(request, token)
+        await check_csrf(request, token)
         return token.user
 
     def __repr__(self) -> str:

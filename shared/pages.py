@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from shared import audit, auth
 from shared.config import Settings
-from shared.deps import (SESSION_COOKIE, authenticated_token, client_address, current_user,
-                         get_db, get_settings, optional_user, require_role)
+from shared.deps import (SESSION_COOKIE, LoginRequired, authenticated_token, check_csrf,
+                         client_address, current_user, get_db, get_settings, optional_user,
+                         require_role)
 from shared.errors import NiizaError
 from shared.web import render
 
@@ -86,11 +87,10 @@ class _Session:
     allowed even while the one-time password is still to be changed."""
 
     async def __call__(self, request: Request, db: sqlite_utils.Database = Depends(get_db)):
-        from shared.deps import LoginRequired, _check_csrf
         token = authenticated_token(request, db)
         if token is None:
             raise LoginRequired(request.url.path)
-        await _check_csrf(request, token)
+        await check_csrf(request, token)
         return token
 
 
