@@ -26,7 +26,10 @@ router = APIRouter()
 
 
 def _safe_next(next_url: str | None, user: auth.User | None = None) -> str:
-    if next_url and next_url.startswith("/") and not next_url.startswith("//"):
+    # Browsers treat "\\" like "/" and drop tabs/newlines, so "/\\evil" or "/\t/evil" would
+    # leave the site: only plain local paths are accepted.
+    if (next_url and next_url.startswith("/") and not next_url.startswith("//")
+            and "\\" not in next_url and all(0x20 < ord(c) != 0x7f for c in next_url)):
         return next_url
     return ROLE_HOME.get(user.role, "/") if user else "/"
 
