@@ -184,7 +184,7 @@ def feedback(db: sqlite_utils.Database, session_id: str, faq_id: str | None, hel
         raise NotFound("指定されたFAQが見つかりません。")
     if log_id is not None:
         row = db.conn.execute("SELECT session_id FROM chat_log WHERE id = ?", (log_id,)).fetchone()
-        if row is None or (session_id and row[0] and row[0] != session_id):
+        if row is None or (row[0] and row[0] != session_id):  # only the asking session
             log_id = None
     cur = db.conn.execute(
         "INSERT INTO chat_feedback (at, session_id, log_id, faq_id, helpful) VALUES (?,?,?,?,?)",

@@ -21,3 +21,28 @@ def test_login_next_keeps_local_paths(client, make_user):
     user = make_user("clerk")
     r = web_login(client, user.username, next_url="/minutes/3?x=1")
     assert r.headers["location"] == "/minutes/3?x=1"
+
+
+def test_feedback_cannot_attach_to_another_residents_question(client, db, settings):
+    # A resident's feedback may point at a log entry only from the same chat session; leaving
+    # session_id empty must not let anyone mark other residents' questions as unhelpful.
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from chatbot import storage
+    from test_chat_support import load_small, small_calibration
+
+    load_small(db, settings)
+    storage.save_calibration(db, small_calibration().to_dict(), source="test")
+    d = client.post("/api/chat/ask", json={"message": "粗大ゴミの出し方", "session_id": "victim"}).json()
+    for other in ("", "attacker"):
+        r = client.post("/api/chat/feedback", json={"session_id": other, "faq_id": d["faq_id"],
+                                                    "helpful": False, "log_id": d["log_id"]})
+        assert r.status_code == 200, r.text
+    linked = db.conn.execute("SELECT count(*) FROM chat_feedback WHERE log_id = ?",
+                             (d["log_id"],)).fetchone()[0]
+    assert linked == 0
+    r = client.post("/api/chat/feedback", json={"session_id": "victim", "faq_id": d["faq_id"],
+                                                "helpful": False, "log_id": d["log_id"]})
+    assert db.conn.execute("SELECT count(*) FROM chat_feedback WHERE log_id = ?",
+                           (d["log_id"],)).fetchone()[0] == 1
