@@ -109,6 +109,17 @@ LOG_COLUMNS = ("id", "at", "session_id", "message", "kind", "faq_id", "top_faq_i
                "latency_ms", "channel", "feedback")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """Residents' text goes into this CSV; staff open it in Excel. A leading ' keeps a value
+    that starts like a formula (= + - @ tab CR) from being evaluated (CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def log_csv(db: sqlite_utils.Database, days: int = 365) -> str:
     """The question log (messages already masked) with feedback, as CSV."""
     since = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="seconds")
@@ -122,5 +133,5 @@ def log_csv(db: sqlite_utils.Database, days: int = 365) -> str:
     for row in db.conn.execute(
             "SELECT id, at, session_id, message, kind, faq_id, top_faq_id, confidence, latency_ms,"
             " channel FROM chat_log WHERE at >= ? ORDER BY id", (since,)):
-        w.writerow(list(row) + ["/".join(fb.get(row[0], []))])
+        w.writerow([_cell(v) for v in row] + ["/".join(fb.get(row[0], []))])
     return buf.getvalue()
