@@ -13,20 +13,21 @@ child ranks above the result that would take them: a free seat, or a child there
 ranks lower (lower priority; a transfer applicant ranks first at the nursery it already attends).
 - ``same_nursery`` families block as a whole: the nursery must fit every member who would move there.
 - ``all_or_none`` families: a placed member blocks alone (the family stays placed); an unplaced
-  family blocks when every member has some listed nursery that would take that member.
+  family blocks when every member has some listed nursery that would take that member, jointly:
+  there is a choice of one listed nursery per member such that each chosen nursery would take all
+  the members sent to it together. This is decided exactly (``_joint_assignment``: every way of
+  grouping the members, then a bipartite matching of the groups to distinct nurseries), whatever the
+  lengths of the preference lists.
 """
 from __future__ import annotations
 
 import bisect
-import itertools
-import math
 from dataclasses import dataclass, field
 
 from .models import Round, Priority
 from .rules import compute_priority
 
 AGE_LABEL = "{}歳児"
-COMBO_LIMIT = 400  # the same limit as the model: exact all_or_none coalitions up to this many combinations
 
 
 @dataclass
@@ -220,23 +221,14 @@ def verify_assignment(rnd: Round, assignment: dict[str, str | None], priority: P
                     c = coalition([a.applicant_id for a in movers], targets[0], movers[:1])
                     c["nursery_id"] = "・".join(dict.fromkeys(targets))
                     rep.blocking.append(c)
-            elif math.prod(len(a.options) for a in movers) <= COMBO_LIMIT:
-                # members compete for seats: some choice of one listed nursery per member where
-                # every nursery takes the members sent to it together
-                for combo in itertools.product(*(a.options for a in movers)):
-                    by_n: dict[str, list] = {}
-                    for a, nid in zip(movers, combo):
-                        by_n.setdefault(nid, []).append(a)
-                    if all(fits(nid, ms) for nid, ms in by_n.items()):
-                        c = coalition([a.applicant_id for a in movers], combo[0], by_n[combo[0]])
-                        c["nursery_id"] = "・".join(by_n)
-                        rep.blocking.append(c)
-                        break
-            else:  # too many combinations: one nursery that takes them all together
-                sets = [set(a.options) for a in movers]
-                for nid in movers[0].options:
-                    if all(nid in s for s in sets) and fits(nid, movers):
-                        rep.blocking.append(coalition([a.applicant_id for a in movers], nid, movers))
+            else:
+                # members compete for seats (same age, or a shared room): exact joint check
+                found = _joint_assignment(movers, fits)
+                if found is not None:
+                    first = next(iter(found))
+                    c = coalition([a.applicant_id for a in movers], first, found[first])
+                    c["nursery_id"] = "・".join(found)
+                    rep.blocking.append(c)
         elif mode == "same_nursery":
             order = fam_order[g]
             places = {where(a.applicant_id) for a in members}
@@ -269,3 +261,81 @@ def _family_order(members: list, rank: dict[str, int]) -> list[str]:
     ref = movers[0] if movers else min(members, key=lambda a: rank[a.applicant_id])
     sets = [set(a.options) for a in members]
     return [nid for nid in ref.options if all(nid in s for s in sets)]
+
+
+def _set_partitions(items: list) -> list[list[list]]:
+    """Every partition of ``items`` into non-empty blocks (Bell(5) = 52 for a family of five)."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out = []
+    for part in _set_partitions(rest):
+        out.append([[first]] + part)
+        for k in range(len(part)):
+            out.append(part[:k] + [[first] + part[k]] + part[k + 1:])
+    return out
+
+
+def _match_blocks(cands: list[list[str]]) -> list[str] | None:
+    """A distinct nursery for every block (``cands[j]``: nurseries that would take block j), by
+    augmenting paths (Kuhn); None if there is none."""
+    owner: dict[str, int] = {}
+
+    def augment(j: int, seen: set[str]) -> bool:
+        for nid in cands[j]:
+            if nid in seen:
+                continue
+            seen.add(nid)
+            if nid not in owner or augment(owner[nid], seen):
+                owner[nid] = j
+                return True
+        return False
+
+    for j in range(len(cands)):
+        if not augment(j, set()):
+            return None
+    got = {j: nid for nid, j in owner.items()}
+    return [got[j] for j in range(len(cands))]
+
+
+def _joint_assignment(movers: list, fits) -> dict[str, list] | None:
+    """Exact test of whether an unplaced ``all_or_none`` family blocks: a listed nursery for every
+    member such that each chosen nursery would take the members sent to it together
+    (``fits(nid, members)``). Returns {nursery: members sent there} (nurseries in id order), or
+    None.
+
+    Members sent to one nursery form a block; blocks go to distinct nurseries. For each way of
+    grouping the members into blocks, each block's candidates are the nurseries every member of it
+    listed and that would take the block together; a bipartite matching (augmenting paths) then
+    finds distinct nurseries for the blocks if they exist. ``fits`` is monotone (a nursery that
+    takes a group takes any part of it), so nurseries that refuse a member alone are dropped first.
+    Polynomial in the list lengths; the number of groupings depends only on the family size.
+    (A plain seat count per (nursery, age) would not be exact: a child displaced by a higher
+    member still competes with a lower one, and shared rooms couple age classes.)"""
+    alone = [[nid for nid in a.options if fits(nid, [a])] for a in movers]
+    if not all(alone):
+        return None
+    idx = list(range(len(movers)))
+    cand_cache: dict[tuple[int, ...], list[str]] = {}
+
+    def cands(block: tuple[int, ...]) -> list[str]:
+        if block not in cand_cache:
+            if len(block) == 1:
+                cand_cache[block] = alone[block[0]]
+            else:
+                others = [set(alone[j]) for j in block[1:]]
+                ms = [movers[j] for j in block]
+                cand_cache[block] = [nid for nid in alone[block[0]]
+                                     if all(nid in s for s in others) and fits(nid, ms)]
+        return cand_cache[block]
+
+    # fewest blocks last: the singletons partition first (the usual witness, and the cheapest)
+    for part in sorted(_set_partitions(idx), key=lambda p: -len(p)):
+        blocks = [tuple(sorted(b)) for b in part]
+        lists = [cands(b) for b in blocks]
+        if not all(lists):
+            continue
+        chosen = _match_blocks(lists)
+        if chosen is not None:
+            return {nid: [movers[j] for j in b] for nid, b in sorted(zip(chosen, blocks))}
+    return None

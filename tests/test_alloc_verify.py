@@ -102,9 +102,6 @@ def test_transfer_priority_at_own_nursery():
 
 
 def test_twins_all_or_none_need_two_seats():
-    from allocation import model, verify
-
-    assert verify.COMBO_LIMIT == model.COMBO_LIMIT  # the two code paths use the same definition
     nurs = [nursery("N1", [1, 0, 0, 0, 0, 0]), nursery("N2", [1, 0, 0, 0, 0, 0])]
     twins = [app("T0", 0, 40, ["N1", "N2"], "G", "all_or_none"), app("T1", 0, 40, ["N1", "N2"], "G", "all_or_none")]
     # one 0歳 seat free in total: the unplaced twins cannot both be taken, so no coalition
