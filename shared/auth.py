@@ -193,7 +193,9 @@ def revoke_token(db: sqlite_utils.Database, raw: str) -> None:
     db.execute("DELETE FROM auth_token WHERE token_hash = ?", [_digest(raw)])
 
 
-def change_password(db: sqlite_utils.Database, user: User, old: str, new: str) -> None:
+def change_password(db: sqlite_utils.Database, user: User, old: str, new: str,
+                    *, keep_token: str | None = None) -> None:
+    """Change a user's own password; every other session and API token of theirs is revoked."""
     row = db.execute("SELECT password_hash FROM auth_user WHERE id = ?", [user.id]).fetchone()
     try:
         _hasher.verify(row[0], old)
@@ -202,3 +204,5 @@ def change_password(db: sqlite_utils.Database, user: User, old: str, new: str) -
     if old == new:
         raise InvalidInput("新しいパスワードは現在のものと異なるものにしてください。", code="same_password")
     set_password(db, user.id, new)
+    db.execute("DELETE FROM auth_token WHERE user_id = ? AND token_hash != ?",
+               [user.id, _digest(keep_token) if keep_token else ""])

@@ -121,7 +121,8 @@ def password_page(request: Request, token=Depends(any_staff_session)):
 def password_submit(request: Request, old_password: str = Form(""), new_password: str = Form(""),
                     token=Depends(any_staff_session), db: sqlite_utils.Database = Depends(get_db)):
     try:
-        auth.change_password(db, token.user, old_password, new_password)
+        auth.change_password(db, token.user, old_password, new_password,
+                             keep_token=request.cookies.get(SESSION_COOKIE))
     except NiizaError as exc:
         return render(request, "password.html", {"error": exc.message,
                                                  "must_change": token.user.must_change_password},

@@ -198,3 +198,17 @@ def test_passwords_are_hashed_with_argon2(db, make_user):
 def test_audit_refuses_personal_fields(db):
     with pytest.raises(ValueError):
         audit.record(db, "x", "edit", "child", "1", name="山田太郎")
+
+
+def test_password_change_revokes_other_sessions(client, make_user):
+    user = make_user("clerk")
+    other = client.post("/api/auth/token", json={"username": user.username,
+                                                 "password": TEST_PASSWORD}).json()["access_token"]
+    web_login(client, user.username)
+    csrf = page_csrf(client)
+    r = client.post("/account/password", data={"old_password": TEST_PASSWORD,
+                                               "new_password": "changed-pass-777", "csrf_token": csrf},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get("/api/auth/me").status_code == 200  # this session stays
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {other}"}).status_code == 401
