@@ -369,11 +369,11 @@ def build_model(inst: Instance, *, soft: bool) -> Built:
                     for c in clauses:
                         w.linear("stability_family", [(v, 1) for v in c] + ref_placed + ([(b, 1)] if b else []), 1, INF)
                 else:
-                    # too many combinations: only a nursery that takes them all together counts
-                    for nid in common_options(inst, movers):
-                        alts = family_refusals(nid, movers)
-                        if alts:
-                            no_blocking("stability_family", alts, ref_placed)
+                    # too many combinations to list: the same condition through Hall's theorem
+                    # (exact, linear in the list lengths; see _hall_family_stability)
+                    b = _hall_family_stability(w, inst, movers, family_refusals, ref_placed, soft)
+                    if b is not None:
+                        blocking.append(b)
         if mode in ("all_or_none", "independent") or any(apps[i].current_nursery for i in members):
             s = w.bool_vars(1)[0]
             split.append(s)
@@ -474,6 +474,87 @@ def _enforce_refusal(w: _Proto, lit: int, alts: list[tuple[list[int], int]]) -> 
     for z, alt in zip(zs, alts):
         w.define(z, lambda vals, alt=alt: _refused(vals, alt))
         w.linear("stability_family", [(v, 1) for v in alt[0]], alt[1], INF, enforce=z)
+
+
+def _set_partitions(items: list) -> list[list[tuple]]:
+    """Every partition of ``items`` into non-empty blocks (tuples keep the order of ``items``)."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out = []
+    for part in _set_partitions(rest):
+        out.append([(first,)] + part)
+        for k in range(len(part)):
+            out.append(part[:k] + [(first,) + part[k]] + part[k + 1:])
+    return out
+
+
+def _hall_family_stability(w: _Proto, inst: Instance, movers: list[int], family_refusals, ref_placed: Terms,
+                           soft: bool) -> int | None:
+    """An unplaced ``all_or_none`` family whose members compete for seats must not block, written
+    without listing every combination of nurseries (the enumeration above is L^k in size).
+
+    The family blocks iff, for some grouping P of the members into blocks (the members sent to one
+    nursery), the blocks can be matched to distinct nurseries that would take them. By Hall's
+    theorem no such matching exists iff some set S of blocks is accepted, all together, by fewer
+    than |S| nurseries. So per grouping P: placed, or one literal h(P, S) holding, where
+    h(P, S) -> sum over nurseries of u(S, n) <= |S| - 1, u(S, n) >= "n takes some block of S",
+    and "n takes block B" is 1 - r(B, n) with r(B, n) -> n refuses B together (family_refusals).
+    Returns the slack (soft mode) or None."""
+    r_lit: dict[tuple[tuple[int, ...], str], int] = {}
+
+    def accepted(block: tuple[int, ...]) -> list[tuple[str, int]]:
+        """(nursery, r) for every nursery that every member of block listed and that may take it."""
+        out = []
+        for nid in common_options(inst, list(block)):
+            key = (block, nid)
+            if key not in r_lit:
+                alts = family_refusals(nid, sorted(block))
+                if alts is None:
+                    r_lit[key] = -1  # always refuses
+                else:
+                    r = w.bool_vars(1)[0]
+                    w.define(r, lambda vals, alts=alts: any(_refused(vals, a) for a in alts))
+                    _enforce_refusal(w, r, alts)
+                    r_lit[key] = r
+            if r_lit[key] >= 0:
+                out.append((nid, r_lit[key]))
+        return out
+
+    h_of: dict[frozenset, int] = {}
+
+    def hall(blocks: frozenset) -> int:
+        """Literal h: the blocks in ``blocks`` are accepted by fewer nurseries than there are blocks."""
+        if blocks not in h_of:
+            by_n: dict[str, list[int]] = {}
+            for blk in sorted(blocks):
+                for nid, r in accepted(blk):
+                    by_n.setdefault(nid, []).append(r)
+            us = []
+            for nid, rs in by_n.items():
+                u = w.bool_vars(1)[0]
+                w.define(u, lambda vals, rs=tuple(rs): any(not vals[r] for r in rs))
+                for r in rs:  # u >= 1 - r
+                    w.linear("stability_family", [(u, 1), (r, 1)], 1, INF)
+                us.append(u)
+            h = w.bool_vars(1)[0]
+            w.define(h, lambda vals, us=tuple(us), k=len(blocks): sum(vals[u] for u in us) <= k - 1)
+            w.linear("stability_family", [(u, 1) for u in us], 0, len(blocks) - 1, enforce=h)
+            h_of[blocks] = h
+        return h_of[blocks]
+
+    per_partition: list[list[int]] = []
+    for part in _set_partitions(sorted(movers)):
+        subsets = [frozenset(c) for n in range(1, len(part) + 1) for c in itertools.combinations(part, n)]
+        per_partition.append([hall(sub) for sub in subsets])
+    b = None
+    if soft:
+        b = w.bool_vars(1)[0]
+        w.define(b, lambda vals, pp=per_partition, rp=ref_placed:
+                 _value(vals, rp) < 1 and any(not any(vals[h] for h in hs) for hs in pp))
+    for hs in per_partition:
+        w.linear("stability_family", [(h, 1) for h in hs] + ref_placed + ([(b, 1)] if b is not None else []), 1, INF)
+    return b
 
 
 def all_or_none_independent_members(inst: Instance, movers: list[int]) -> bool:
