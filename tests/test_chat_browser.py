@@ -159,5 +159,7 @@ def test_staff_page_for_admin_only(chat_server, page, make_user):
     page.fill("#f-answer", "図書館の本は1人15冊まで、3週間借りられます。")
     page.click("#faq-save")
     page.wait_for_function("() => document.getElementById('admin-status').textContent.includes('保存しました')")
+    # the page reloads the FAQ and its history after announcing the save
+    page.wait_for_function("() => document.querySelectorAll('#faq-history li').length === 2")
     assert page.locator("#faq-history li").count() == 2
     assert axe_violations(page) == []
