@@ -189,20 +189,22 @@ def purge_expired(db: sqlite_utils.Database, settings: Settings, now=None) -> li
     return ids
 
 
-def cancel(db: sqlite_utils.Database, meeting_id: int) -> dict:
+def _latest_job(db: sqlite_utils.Database, meeting_id: int) -> dict:
     storage.get_meeting(db, meeting_id)
     job = storage.latest_job(db, meeting_id)
     if job is None:
         raise NotFound("指定された処理が見つかりません。", code="job_not_found")
+    return job
+
+
+def cancel(db: sqlite_utils.Database, meeting_id: int) -> dict:
+    job = _latest_job(db, meeting_id)
     storage.request_cancel(db, job["id"])
     return storage.get_job(db, job["id"])
 
 
 def retry(db: sqlite_utils.Database, meeting_id: int) -> dict:
-    storage.get_meeting(db, meeting_id)
-    job = storage.latest_job(db, meeting_id)
-    if job is None:
-        raise NotFound("指定された処理が見つかりません。", code="job_not_found")
+    job = _latest_job(db, meeting_id)
     storage.retry_job(db, job["id"])
     return storage.get_job(db, job["id"])
 
