@@ -80,7 +80,9 @@ def delete_round(round_id: int, db: sqlite_utils.Database = Depends(get_db), use
 
 
 class RunIn(BaseModel):
-    seed: int | None = Field(None, description="抽選シード（省略時は rules.toml の lottery_seed）")
+    # Bounded to SQLite's 64-bit integer: the seed is stored with the run and in the audit log.
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1,
+                             description="抽選シード（省略時は rules.toml の lottery_seed）")
 
 
 @api_router.post("/rounds/{round_id}/runs", status_code=202, summary="配置の計算を開始する")

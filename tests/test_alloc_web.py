@@ -156,3 +156,16 @@ def test_stale_runs_are_failed_at_startup(settings, db):
     on_startup(settings)
     assert storage.get_run(db, old)["state"] == "failed"
     assert storage.get_run(db, fresh)["state"] == "queued"
+
+
+def test_run_seed_out_of_range_is_a_japanese_422(client, login_as):
+    h = login_as("childcare")
+    rnd = upload(client, h).json()
+    r = client.post(f"/api/allocation/rounds/{rnd['id']}/runs", json={"seed": 2**70}, headers=h)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["code"] and any("\u3040" <= ch <= "\u9fff" for ch in body["message"])
+    # a negative seed within 64 bits is a valid lottery seed
+    r = client.post(f"/api/allocation/rounds/{rnd['id']}/runs", json={"seed": -5}, headers=h)
+    assert r.status_code == 202
+    assert wait_done(client, h, r.json()["id"])["seed"] == -5
