@@ -1,0 +1,161 @@
+"""A long-meeting run of the minutes pipeline: time, memory and CER on a multi-hour recording.
+
+    .venv/bin/python bench/minutes_long.py                  # 3 hours, mp3, through the CLI contract
+    .venv/bin/python bench/minutes_long.py --hours 1 --format flac
+    .venv/bin/python bench/minutes_long.py --keep /tmp/long  # keep the recording and the JSON
+
+The recording is built from the 274.5 s committee recording in ``bench/data/minutes/`` (reference
+text beside it): copies one after another, each with its own gain (−6…0 dB) and a little pink noise
+(so no two copies decode alike), separated by recesses of silence (20–120 s, seeded), until the
+requested length; encoded as a clerk's IC recorder would (mp3 48 kbps mono, or FLAC). The reference
+is the committee reference repeated once per whole copy (the tail copy, cut short, is not scored).
+
+It is processed by ``niiza-ai minutes transcribe AUDIO --json OUT.json`` in a subprocess — the
+same command a clerk's tool calls — and the table gives: wall time, RTF, CPU seconds per audio
+second (the child's user+sys), the child's peak resident memory (``ru_maxrss`` of the waited-for
+child: this script's own small RSS is the floor), utterances, speakers, and the 整文 CER over the
+scored copies (NFKC, punctuation and spaces removed, as in ``bench/minutes.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+DATA = REPO / "bench" / "data" / "minutes"
+SR = 16000
+
+
+def build(hours: float, seed: int = 11) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The long recording (float32 16 kHz) and the (start, end) of each whole committee copy in it."""
+    from faster_whisper.audio import decode_audio
+
+    base = decode_audio(str(DATA / "committee.flac"), sampling_rate=SR)
+    rng = np.random.default_rng(seed)
+    total = int(hours * 3600 * SR)
+    out = np.zeros(total, np.float32)
+    pos, copies = 0, []
+    while pos < total:
+        gain = 10 ** (rng.uniform(-6, 0) / 20)
+        piece = base * gain
+        spec = np.fft.rfft(rng.standard_normal(len(piece)))
+        f = np.arange(len(spec), dtype=np.float64)
+        f[0] = 1.0
+        noise = np.fft.irfft(spec / np.sqrt(f), len(piece)).astype(np.float32)
+        noise *= 0.003 / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+        piece = piece + noise
+        n = min(len(piece), total - pos)
+        out[pos:pos + n] = piece[:n]
+        if n == len(piece):
+            copies.append((pos / SR, (pos + n) / SR))
+        pos += n + int(rng.uniform(20, 120) * SR)
+    return out, copies
+
+
+def encode(audio: np.ndarray, path: Path, fmt: str) -> None:
+    import av
+
+    codec = {"mp3": "mp3", "flac": "flac"}[fmt]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=SR)
+        stream.layout = "mono"
+        if fmt == "mp3":
+            stream.bit_rate = 48000
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        step = SR * 10
+        for i in range(0, len(pcm), step):
+            frame = av.AudioFrame.from_ndarray(pcm[None, i:i + step], format="s16", layout="mono")
+            frame.sample_rate = SR
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--format", choices=("mp3", "flac"), default="mp3")
+    ap.add_argument("--keep", default=None, help="folder to keep the recording and OUT.json in")
+    ap.add_argument("--json", default=None, help="also write the numbers here")
+    args = ap.parse_args()
+
+    from minutes import metrics
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="minutes-long-"))
+    work.mkdir(parents=True, exist_ok=True)
+    audio_path = work / f"long_{args.hours:g}h.{args.format}"
+    t0 = time.perf_counter()
+    audio, copies = build(args.hours)
+    encode(audio, audio_path, args.format)
+    del audio
+    build_s = time.perf_counter() - t0
+    out_json = work / "long.json"
+    home = Path(tempfile.mkdtemp(prefix="minutes-long-home-"))
+    env = {**os.environ, "NIIZA_AI_HOME": str(home)}
+    cmd = [sys.executable, "-c", "import api; api.main()", "minutes", "transcribe", str(audio_path),
+           "--json", str(out_json)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"transcribe failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(out_json.read_text(encoding="utf-8"))
+    ref = json.loads((DATA / "committee.json").read_text(encoding="utf-8"))
+    ref_text = "".join(u["text"] for u in ref["utterances"])
+    hyp_parts, ref_all = [], []
+    for start, end in copies:
+        hyp_parts.append("".join(u["text"] for u in result["utterances"]
+                                 if start - 1.0 <= (u["start"] + u["end"]) / 2 < end + 1.0))
+        ref_all.append(ref_text)
+    per_copy = [metrics.cer(h, ref_text) for h in hyp_parts]
+    duration = result["duration_s"]
+    row = {
+        "audio_h": duration / 3600, "format": args.format, "file_mb": audio_path.stat().st_size / 1e6,
+        "build_s": build_s, "wall_s": wall, "rtf": wall / duration,
+        "cpu_per_audio_s": (usage.ru_utime + usage.ru_stime) / duration,
+        "peak_mb": usage.ru_maxrss / 1024, "utterances": len(result["utterances"]),
+        "speakers": len({u["speaker"] for u in result["utterances"]}), "copies_scored": len(copies),
+        "cer_all": metrics.cer("".join(hyp_parts), "".join(ref_all)),
+        "cer_copy_min": min(per_copy), "cer_copy_max": max(per_copy),
+        "load": os.getloadavg()[0], "model": result["model"],
+        "progress_lines": sum(1 for line in proc.stderr.splitlines() if line.startswith("進捗")),
+    }
+    print(f"| recording | {row['audio_h']:.2f} h {args.format} ({row['file_mb']:.0f} MB), "
+          f"{row['copies_scored']} scored copies |")
+    print("|---|---|")
+    for label, key, fmt in (("wall", "wall_s", "{:.0f} s"), ("RTF", "rtf", "{:.3f}"),
+                            ("CPU s / audio s", "cpu_per_audio_s", "{:.3f}"),
+                            ("peak memory", "peak_mb", "{:.0f} MB"), ("utterances", "utterances", "{}"),
+                            ("speakers", "speakers", "{}"),
+                            ("整文 CER (all copies)", "cer_all", "{:.1%}"),
+                            ("整文 CER per copy min / max", None, None),
+                            ("progress lines", "progress_lines", "{}"),
+                            ("load average (1 min) at end", "load", "{:.1f}")):
+        if key is None:
+            print(f"| {label} | {row['cer_copy_min']:.1%} / {row['cer_copy_max']:.1%} |")
+        else:
+            print(f"| {label} | {fmt.format(row[key])} |")
+    print(f"\nmodel {row['model']}; recording built in {build_s:.0f} s; command: {' '.join(cmd[3:])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
