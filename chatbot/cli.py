@@ -58,8 +58,9 @@ def eval_cmd(queries, as_json, mode):
     rows = service.read_queries(queries)
     m = service.evaluate(db, settings, rows, mode=mode)
     if as_json:
+        # the contract's keys first, unchanged; then the direct-answer precision and rate
         keys = ("n", "hit_at_1", "hit_at_5", "mrr_at_10", "oos_precision", "oos_recall",
-                "p50_ms", "p95_ms")
+                "p50_ms", "p95_ms", "direct_precision", "direct_rate")
         click.echo(json.dumps({k: m[k] for k in keys}))
         return
     for k, v in m.items():
@@ -126,7 +127,7 @@ def load_sample_cmd():
               help="結果を既定の較正ファイル（calibration.json）としても書き出す")
 def calibrate_cmd(queries, as_json, write_default):
     """評価用CSVで融合の重みと回答しきい値を調整し、データベースに保存する。"""
-    from . import service
+    from . import confidence, service
 
     settings, db = _ctx()
     rows = service.read_queries(queries)
@@ -140,8 +141,13 @@ def calibrate_cmd(queries, as_json, write_default):
         click.echo(json.dumps(cal.to_dict(), ensure_ascii=False))
         return
     click.echo(f"重み: 語句 {cal.w_lex:.2f} / 意味 {cal.w_dense:.2f}")
-    click.echo(f"しきい値: スコア {cal.t_score:.3f} / 差 {cal.t_margin:.3f} / 類似度 {cal.t_dense:.3f}"
-               f" / 対象外 {cal.t_oos:.3f}")
+    click.echo(f"重み: かな {cal.w_kana:.2f}")
+    if cal.answer_model:
+        click.echo(f"直接回答のしきい値（正答確率）: {cal.t_answer:.3f}"
+                   f"（目標の正答率 {confidence.DIRECT_PRECISION_TARGET:.0%}）")
+    else:
+        click.echo(f"しきい値: スコア {cal.t_score:.3f} / 差 {cal.t_margin:.3f} / 類似度 {cal.t_dense:.3f}"
+                   f" / 対象外 {cal.t_oos:.3f}")
     for k, v in (cal.metrics or {}).items():
         click.echo(f"  {k:14s} {v}")
 

@@ -23,6 +23,12 @@ import numpy as np
 DEFAULT_PATH = Path(__file__).parent / "data" / "calibration.json"
 FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage", "noun_cov",
             "kana_cov", "other_municipality", "personal", "n_tokens")
+# Signals of "is the top FAQ the right one": the in-scope signals plus how the three scores agree
+# on the fused #1 (its z-score in each, its lead over the fused #2 in each, and how many of the
+# three rank it first). Computed by ``fusion_features`` for the live path and the calibration.
+ANSWER_FEATURES = FEATURES + ("margin3", "top_lz", "top_dz", "top_kz", "gap_lz", "gap_dz",
+                              "gap_kz", "agree")
+DIRECT_PRECISION_TARGET = 0.95  # share of direct answers that must be the right FAQ (on dev, CV)
 
 
 @dataclass
@@ -37,6 +43,9 @@ class Calibration:
     t_p: float = 0.0  # in-scope probability needed for a direct answer
     t_p_oos: float = 0.0  # below this in-scope probability: out-of-scope reply
     oos_model: dict = field(default_factory=dict)  # {"features","mean","std","coef","intercept"}
+    # P(the fused #1 is the right FAQ); when present, a direct answer needs p ≥ t_answer
+    answer_model: dict = field(default_factory=dict)
+    t_answer: float = 0.0
     model: str = ""
     n_queries: int = 0
     metrics: dict | None = None
@@ -52,12 +61,45 @@ class Calibration:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def p_in_scope(self, feats: dict | None) -> float:
-        m = self.oos_model
-        if not m or not feats:
-            return 1.0
-        x = np.array([float(feats.get(k, 0.0)) for k in m["features"]])
-        z = (x - np.array(m["mean"])) / np.array(m["std"])
-        return float(_sigmoid(float(z @ np.array(m["coef"]) + m["intercept"])))
+        return _predict(self.oos_model, feats)
+
+    def p_answer(self, feats: dict | None) -> float:
+        return _predict(self.answer_model, feats)
+
+
+def _predict(m: dict, feats: dict | None) -> float:
+    if not m or not feats:
+        return 1.0
+    x = np.array([float(feats.get(k, 0.0)) for k in m["features"]])
+    z = (x - np.array(m["mean"])) / np.array(m["std"])
+    return float(_sigmoid(float(z @ np.array(m["coef"]) + m["intercept"])))
+
+
+def fusion_features(fused: np.ndarray, lz: np.ndarray, dz: np.ndarray,
+                    kz: np.ndarray | None = None) -> dict:
+    """How the fused #1 stands in each score: its z-score, its lead over the fused #2, and how
+    many of lexical / dense / kana put it first (a lone winner is more often wrong)."""
+    n = fused.size
+    if n == 0:
+        return {}
+    if kz is None:
+        kz = np.zeros_like(fused)
+    if n >= 3:
+        top3 = np.argpartition(-fused, 2)[:3]
+        top3 = top3[np.argsort(-fused[top3], kind="stable")]
+    else:
+        top3 = np.argsort(-fused, kind="stable")
+    i1 = int(top3[0])
+    i2 = int(top3[1]) if n > 1 else i1
+    i3 = int(top3[2]) if n > 2 else i2
+    agree = sum(float(x[i1]) >= float(x.max()) - 1e-9 for x in (lz, dz, kz) if x.any())
+    return {
+        "margin3": float(fused[i1] - fused[i3]),
+        "top_lz": float(lz[i1]), "top_dz": float(dz[i1]), "top_kz": float(kz[i1]),
+        "gap_lz": float(lz[i1] - lz[i2]), "gap_dz": float(dz[i1] - dz[i2]),
+        "gap_kz": float(kz[i1] - kz[i2]),
+        "agree": float(agree),
+    }
 
 
 def _sigmoid(x):
@@ -81,11 +123,16 @@ class Decision:
 def decide(top: float, margin: float, top_dense: float, cal: Calibration,
            feats: dict | None = None) -> Decision:
     p = cal.p_in_scope(feats)
-    conf = 1.0 / (1.0 + math.exp(-3.0 * (top - cal.t_score)))
-    conf = min(conf, p) if cal.oos_model else conf
+    if cal.answer_model:
+        conf = cal.p_answer(feats)  # probability that the top FAQ is the right one
+        direct = conf >= cal.t_answer
+    else:
+        conf = 1.0 / (1.0 + math.exp(-3.0 * (top - cal.t_score)))
+        conf = min(conf, p) if cal.oos_model else conf
+        direct = True
     if feats and feats.get("other_municipality"):
         return Decision("out_of_scope", round(min(conf, 0.2), 3), p, "other_municipality")
-    if (top >= cal.t_score and margin >= cal.t_margin and top_dense >= cal.t_dense
+    if (direct and top >= cal.t_score and margin >= cal.t_margin and top_dense >= cal.t_dense
             and p >= cal.t_p):
         return Decision("answer", round(max(conf, 0.5), 3), p)
     if top < cal.t_oos or p < cal.t_p_oos:
@@ -111,7 +158,9 @@ class QueryScores:
 
 def metrics_for(ranked_ids: list[list[str]], kinds: list[str], golds: list[str]) -> dict:
     """hit@1 (direct answer with the right FAQ), hit@5 and MRR@10 (ranking) over in-scope
-    queries; out-of-scope precision/recall where 'caught' = no direct answer."""
+    queries; out-of-scope precision/recall where 'caught' = no direct answer; direct-answer
+    precision (share of all direct answers, in-scope or not, that give the right FAQ) and
+    direct-answer rate (share of all queries answered directly)."""
     n_in = sum(1 for g in golds if g)
     n_oos = len(golds) - n_in
     hit1 = hit5 = 0
@@ -129,17 +178,16 @@ def metrics_for(ranked_ids: list[list[str]], kinds: list[str], golds: list[str])
                 mrr += 1.0 / (ids.index(gold) + 1)
         elif kind != "answer":
             caught += 1
+    n_direct = len(golds) - no_direct
     return {
         "hit_at_1": hit1 / n_in if n_in else 0.0,
         "hit_at_5": hit5 / n_in if n_in else 0.0,
         "mrr_at_10": mrr / n_in if n_in else 0.0,
         "oos_precision": caught / no_direct if no_direct else (1.0 if n_oos == 0 else 0.0),
         "oos_recall": caught / n_oos if n_oos else 1.0,
+        "direct_precision": hit1 / n_direct if n_direct else 1.0,
+        "direct_rate": n_direct / len(golds) if golds else 0.0,
     }
-
-
-def _objective(m: dict) -> float:
-    return m["hit_at_1"] + 0.5 * m["oos_recall"] + 0.5 * m["oos_precision"]
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 60) -> dict:
@@ -167,33 +215,98 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 60)
 
 def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0) -> tuple[dict, list[str]]:
     fused = wl * q.lex_z + (1 - wl) * q.dense_z
-    if wk and q.kana_z is not None:
-        fused = fused + wk * q.kana_z
+    kz = q.kana_z if (wk and q.kana_z is not None) else None
+    if kz is not None:
+        fused = fused + wk * kz
     order = np.argsort(-fused, kind="stable")[:10]
     top = float(fused[order[0]])
     second = float(fused[order[1]]) if len(order) > 1 else top
     feats = dict(q.static)
     feats["top"] = top
     feats["margin"] = top - second
+    feats.update(fusion_features(fused, q.lex_z, q.dense_z, kz))
     return feats, [q.ids[i] for i in order]
+
+
+def _folds(n: int, y: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """Stratified, deterministic folds."""
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = [[] for _ in range(k)]
+    for cls in (0, 1):
+        idx = np.flatnonzero(y == cls)
+        idx = idx[rng.permutation(len(idx))]
+        for j, i in enumerate(idx):
+            out[j % k].append(int(i))
+    return [np.array(sorted(f), dtype=int) for f in out]
+
+
+def _apply(m: dict, X: np.ndarray) -> np.ndarray:
+    Z = (X - np.array(m["mean"])) / np.array(m["std"])
+    return _sigmoid(Z @ np.array(m["coef"]) + m["intercept"])
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, l2: float = 1.0, k: int = 5) -> np.ndarray:
+    """Cross-validated probabilities: each query scored by a model fitted without its fold, so a
+    threshold chosen on them holds for questions the model has not seen. Falls back to in-sample
+    probabilities when a class has fewer than two examples."""
+    k = min(k, int(y.sum()), int((1 - y).sum()))
+    if k < 2:
+        return _apply(fit_logistic(X, y, l2=l2), X)
+    p = np.zeros(len(y))
+    for f in _folds(len(y), y, k):
+        tr = np.ones(len(y), dtype=bool)
+        tr[f] = False
+        p[f] = _apply(fit_logistic(X[tr], y[tr], l2=l2), X[f])
+    return p
+
+
+def _threshold(p: np.ndarray, correct: np.ndarray, gold_in: np.ndarray, blocked: np.ndarray,
+               target: float, min_oos_recall: float) -> tuple[float, dict, bool]:
+    """Lowest cut on p whose direct answers are right at least ``target`` of the time and that
+    leaves at least ``min_oos_recall`` of the out-of-scope questions without a direct answer
+    (most direct answers under those two constraints); if no cut meets them, the most precise."""
+    n_in = max(1, int(gold_in.sum()))
+    n_oos = int((~gold_in).sum())
+    best = None
+    for t in np.unique(np.concatenate([p, [1.0 + 1e-9]])):
+        direct = (p >= t) & ~blocked
+        nd = int(direct.sum())
+        right = int((direct & correct).sum())
+        prec = right / nd if nd else 1.0
+        rec = int((~direct & ~gold_in).sum()) / n_oos if n_oos else 1.0
+        ok = prec >= target and rec >= min_oos_recall
+        key = (ok, right if ok else prec, -t)
+        if best is None or key > best[0]:
+            best = (key, float(t), {"hit_at_1": right / n_in, "direct_precision": prec,
+                                    "oos_recall": rec}, ok)
+    return best[1], best[2], best[3]
 
 
 def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
               kana_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3), model: str = "",
-              features: Sequence[str] = FEATURES, min_oos_recall: float = 0.8,
-              l2: float = 1.0) -> Calibration:
-    """Grid-search the fusion weights and the thresholds, with the in-scope model fitted for each
-    weight pair, maximising hit@1 + (OOS precision + OOS recall) / 2 among the settings that keep
-    OOS recall ≥ ``min_oos_recall`` (if any do) on the given queries."""
+              features: Sequence[str] = FEATURES, answer_features: Sequence[str] | None = None,
+              min_oos_recall: float = 0.8, l2: float = 1.0,
+              target_precision: float = DIRECT_PRECISION_TARGET) -> Calibration:
+    """Fit the fusion weights, the answer model and the in-scope model on the given queries.
+
+    For each weight pair the answer model (P(the fused #1 is the right FAQ); out-of-scope
+    questions count as wrong) is scored with 5-fold cross-validation, and the cut on it is the
+    lowest one whose cross-validated direct answers are right ≥ ``target_precision`` of the time
+    while ≥ ``min_oos_recall`` of the out-of-scope questions get no direct answer. The weight pair
+    with the most right direct answers under those constraints wins (ties: higher MRR@10); the
+    models are then refitted on all queries. Below the direct-answer bar, the in-scope model
+    decides between 「もしかして」 candidates and the out-of-scope reply."""
     if not qs:
         raise ValueError("no queries to calibrate on")
     weights = list(weights) if weights is not None else [round(x, 2) for x in np.arange(0, 1.0001, 0.1)]
     if any(q.kana_z is None for q in qs):
         kana_weights = (0.0,)
+    features = list(features)
+    answer_features = list(answer_features) if answer_features is not None else \
+        features + [f for f in ANSWER_FEATURES if f not in FEATURES]
     golds = [q.gold for q in qs]
     gold_in = np.array([bool(g) for g in golds])
     n_in, n_oos = int(gold_in.sum()), int((~gold_in).sum())
-    features = list(features)
     best = None
     for wl, wk in [(a, b) for a in weights for b in kana_weights]:
         rows, ranked = [], []
@@ -201,52 +314,51 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
             f, ids = _fused_feats(q, wl, wk)
             rows.append(f)
             ranked.append(ids)
-        X = np.array([[r.get(k, 0.0) for k in features] for r in rows], dtype=float)
-        if n_in and n_oos:
-            om = dict(fit_logistic(X, gold_in.astype(float), l2=l2), features=features)
-            Z = (X - np.array(om["mean"])) / np.array(om["std"])
-            p = _sigmoid(Z @ np.array(om["coef"]) + om["intercept"])
-        else:
-            om, p = {}, np.ones(len(qs))
-        tops = np.array([r["top"] for r in rows])
-        margins = np.array([r["margin"] for r in rows])
-        other = np.array([bool(r.get("other_municipality")) for r in rows])
         correct = np.array([bool(g) and ids[0] == g for ids, g in zip(ranked, golds)])
+        blocked = np.array([bool(r.get("other_municipality")) for r in rows])
+        XA = np.array([[r.get(k, 0.0) for k in answer_features] for r in rows], dtype=float)
+        if correct.all() or not correct.any():
+            p = np.full(len(qs), 1.0 if correct.all() else 0.0)
+        else:
+            p = out_of_fold(XA, correct.astype(float), l2=l2)
+        t, m, ok = _threshold(p, correct, gold_in, blocked, target_precision, min_oos_recall)
         base = metrics_for(ranked, ["suggest"] * len(qs), golds)
-        ts_grid = np.unique(np.quantile(tops, np.linspace(0, 0.6, 31)))
-        tm_grid = np.unique(np.concatenate([[0.0], np.quantile(margins, np.linspace(0, 0.4, 17))]))
-        tp_grid = np.unique(np.concatenate([[0.0], np.quantile(p, np.linspace(0, 0.5, 26))]))
-        for tp in tp_grid:
-            okp = (p >= tp) & ~other
-            for tm in tm_grid:
-                okm = okp & (margins >= tm)
-                for ts in ts_grid:
-                    direct = okm & (tops >= ts)
-                    hit1 = float((direct & correct).sum()) / n_in if n_in else 0.0
-                    nd = ~direct
-                    caught = int((nd & ~gold_in).sum())
-                    prec = caught / int(nd.sum()) if nd.sum() else (1.0 if n_oos == 0 else 0.0)
-                    rec = caught / n_oos if n_oos else 1.0
-                    m = {"hit_at_1": hit1, "oos_precision": prec, "oos_recall": rec}
-                    wrong = int((direct & ~correct).sum())
-                    # the issue's goal first (OOS recall ≥ 0.8), then the objective
-                    key = (rec >= min_oos_recall, round(_objective(m), 6), -wrong, -ts)
-                    if best is None or key > best[0]:
-                        best = (key, (wl, wk), float(ts), float(tm), float(tp), om, p.copy(),
-                                tops.copy(), dict(base, **m))
-    _, (wl, wk), ts, tm, tp, om, p, tops, m = best
-    # out-of-scope reply (rather than candidates): the in-scope probability cut that best
-    # separates OOS from in-scope among everything below the direct-answer bar
-    cand = np.unique(np.concatenate([p[p <= tp], [0.0]]))
-    best_acc, t_p_oos = -1.0, 0.0
-    for c in cand:
-        acc = float(((p < c) == ~gold_in).mean())
-        if acc > best_acc:
-            best_acc, t_p_oos = acc, float(c)
-    return Calibration(w_lex=float(wl), w_dense=float(1 - wl), w_kana=float(wk), t_score=ts, t_margin=tm, t_dense=0.0,
-                       t_oos=float(min(tops.min(), ts)) - 1.0, t_p=tp, t_p_oos=t_p_oos,
-                       oos_model=om, model=model, n_queries=len(qs),
-                       metrics={k: round(v, 4) for k, v in m.items()})
+        key = (ok, round(m["hit_at_1"], 6) if ok else round(m["direct_precision"], 6),
+               round(base["mrr_at_10"], 6))
+        if best is None or key > best[0]:
+            best = (key, (wl, wk), rows, ranked, correct, XA, p, t)
+    _, (wl, wk), rows, ranked, correct, XA, p_oof, t_answer = best
+    am = {}
+    if correct.any() and not correct.all():
+        am = dict(fit_logistic(XA, correct.astype(float), l2=l2), features=answer_features)
+    elif not correct.any():
+        t_answer = 2.0  # nothing is ever answered directly
+    X = np.array([[r.get(k, 0.0) for k in features] for r in rows], dtype=float)
+    om, t_p_oos = {}, 0.0
+    if n_in and n_oos:
+        om = dict(fit_logistic(X, gold_in.astype(float), l2=l2), features=features)
+        p_in = out_of_fold(X, gold_in.astype(float), l2=l2)
+        # out-of-scope reply (rather than candidates): the in-scope probability cut that best
+        # separates out-of-scope from in-scope questions (cross-validated probabilities)
+        best_acc = -1.0
+        for c in np.unique(np.concatenate([p_in, [0.0]])):
+            acc = float(((p_in < c) == ~gold_in).mean())
+            if acc > best_acc:
+                best_acc, t_p_oos = acc, float(c)
+    tops = np.array([r["top"] for r in rows])
+    # the metrics stored with the calibration are the cross-validated ones
+    kinds = []
+    for r, pa in zip(rows, p_oof):
+        if r.get("other_municipality"):
+            kinds.append("out_of_scope")
+        else:
+            kinds.append("answer" if pa >= t_answer else "suggest")
+    m = metrics_for(ranked, kinds, golds)
+    return Calibration(w_lex=float(wl), w_dense=float(1 - wl), w_kana=float(wk),
+                       t_score=float(tops.min()) - 1.0, t_margin=0.0, t_dense=0.0,
+                       t_oos=float(tops.min()) - 1.0, t_p=0.0, t_p_oos=t_p_oos,
+                       oos_model=om, answer_model=am, t_answer=float(t_answer), model=model,
+                       n_queries=len(qs), metrics={k: round(v, 4) for k, v in m.items()})
 
 
 def evaluate_scores(qs: list[QueryScores], cal: Calibration) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from . import storage
+from .confidence import fusion_features
 from .embed import Embedder
 from .tokenize import Synonyms, analyze, normalize, reading, tokens, trigrams
 
@@ -209,14 +210,15 @@ class Retriever:
         dense = self.dense_scores(snap, norm) if mode != "lexical" else np.zeros(len(snap.ids), np.float32)
         kana = self.kana_scores(db, snap, norm) if (mode == "hybrid" and w_kana) else None
         lz, dz = _z(lex), _z(dense)
+        kz = _z(kana) if kana is not None else None
         if mode == "lexical":
             fused = lz
         elif mode == "dense":
             fused = dz
         else:
             fused = w_lex * lz + w_dense * dz
-            if kana is not None:
-                fused = fused + w_kana * _z(kana)
+            if kz is not None:
+                fused = fused + w_kana * kz
         k = min(k, len(snap.ids))
         if mode == "lexical":
             # only FAQs with a lexical match are candidates for the lexical-only baseline
@@ -227,6 +229,7 @@ class Retriever:
         hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
         feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
+        feats.update(fusion_features(fused, lz, dz, kz))
         return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
                       top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
                       ms=(time.perf_counter() - t0) * 1000, features=feats)

@@ -169,5 +169,11 @@ def test_sample_faq_on_first_start_with_shipped_calibration(client, db, settings
     assert d["kind"] == "answer" and d["faq_id"] == "F0068"
     d = client.post("/api/chat/ask", json={"message": "明日の天気は？"}).json()
     assert d["faq_id"] is None
+    # regression: this used to be a confident direct answer with F0004 (住民票 with マイナンバー
+    # or 本籍), which shares 住民票の写し and 取れる with the question; the FAQ on what the
+    # コンビニ can issue (F0029) was only second. A wrong direct answer is worse than 「もしかして」.
+    d = client.post("/api/chat/ask", json={"message": "住民票ってコンビニで取れる？"}).json()
+    shown = [d["faq_id"]] + [c["faq_id"] for c in d["candidates"]]
+    assert d["faq_id"] in (None, "F0029") and "F0029" in shown[:3], d
     d = client.post("/api/chat/ask", json={"message": "さいたま市の粗大ごみの出し方"}).json()
     assert d["kind"] == "out_of_scope" and "他の市区町村" in d["answer"]

@@ -10,7 +10,8 @@ import pytest
 
 from test_chat_support import SMALL_FAQ
 
-KEYS = ["n", "hit_at_1", "hit_at_5", "mrr_at_10", "oos_precision", "oos_recall", "p50_ms", "p95_ms"]
+KEYS = ["n", "hit_at_1", "hit_at_5", "mrr_at_10", "oos_precision", "oos_recall", "p50_ms", "p95_ms",
+        "direct_precision", "direct_rate"]
 
 
 def _cli(home, *args):

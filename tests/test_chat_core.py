@@ -182,7 +182,7 @@ def test_calibration_is_stored_and_used(tmp_path):
     rows = [service.EvalRow(q, g) for q, g in CAL_QUERIES]
     cal = service.calibrate(db, settings, rows, source="test")
     assert storage.latest_calibration(db)["t_score"] == cal.t_score
-    assert service.current_calibration(db).t_score == cal.t_score
+    assert service.current_calibration(db).t_answer == cal.t_answer
     m = service.evaluate(db, settings, rows)
     assert m["hit_at_1"] >= 0.75 and m["oos_recall"] >= 0.8, m
     # the calibrated bot answers a known question directly and never answers the weather
@@ -214,6 +214,33 @@ def test_metrics_definition():
                                ["answer", "suggest", "suggest", "answer"], ["A", "A", "", ""])
     assert m["hit_at_1"] == 0.5 and m["hit_at_5"] == 1.0 and m["mrr_at_10"] == 0.75
     assert m["oos_recall"] == 0.5 and m["oos_precision"] == 0.5
+    # two direct answers: one right (A), one to an out-of-scope question → precision 0.5
+    assert m["direct_precision"] == 0.5 and m["direct_rate"] == 0.5
+
+
+def test_answer_model_gates_direct_answers():
+    """With an answer model, a direct answer needs P(top FAQ is right) ≥ t_answer, whatever
+    the fused score."""
+    am = {"features": ["agree"], "mean": [0.0], "std": [1.0], "coef": [4.0], "intercept": -6.0}
+    cal = Calibration(t_score=-10, t_oos=-20, answer_model=am, t_answer=0.5)
+    # the three scores agree on the top FAQ: p = sigmoid(6) → answer
+    hi = decide(3.0, 1.0, 0.9, cal, {"agree": 3.0})
+    assert hi.kind == "answer" and hi.confidence > 0.99
+    # only one of them ranks it first: p = sigmoid(-2) → candidates, confidence below 0.5
+    lo = decide(3.0, 1.0, 0.9, cal, {"agree": 1.0})
+    assert lo.kind == "suggest" and lo.confidence < 0.5
+
+
+def test_fusion_features_describe_agreement():
+    from chatbot.confidence import fusion_features
+    lz = np.array([2.0, 1.0, 0.0, -1.0])
+    dz = np.array([0.5, 1.5, 0.0, -1.0])  # dense prefers #1
+    fused = 0.6 * lz + 0.4 * dz  # 1.4, 1.2, 0, -1: lexical carries #0 to the top
+    f = fusion_features(fused, lz, dz)
+    assert f["agree"] == 1.0 and f["gap_lz"] == 1.0 and f["gap_dz"] == -1.0
+    assert f["top_kz"] == 0.0 and f["margin3"] == pytest.approx(1.4)
+    assert fusion_features(dz, lz, dz)["agree"] == 1.0  # #1 by dense alone, lexical disagrees
+    assert fusion_features(lz, lz, lz)["agree"] == 2.0
 
 
 # --- PII ----------------------------------------------------------------------------------
