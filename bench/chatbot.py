@@ -8,12 +8,15 @@ Quality: the bundled sample FAQ and tests/data/chat_dev_queries.csv. For each mo
 dense only, hybrid) the thresholds are calibrated on the dev set with the same procedure as
 `niiza-ai faq calibrate`; the same calibration is then applied to the independent holdout set
 (tests/data/chat_holdout_queries.csv). hit@1 counts only direct answers with the right FAQ; an
-out-of-scope query is "caught" when the bot gives no direct answer.
+out-of-scope query is "caught" when the bot gives no direct answer; direct precision is the share
+of direct answers (to any query) that give the right FAQ, direct rate the share of queries answered
+directly.
 Latency: in-process `service.answer` per query (cold = first time a question is seen; the query
 embedding cache is cleared), and through HTTP: a real `niiza-ai serve` process (1 worker), 50
 concurrent keep-alive clients posting /api/chat/ask (a minimal asyncio HTTP/1.1 client, so the
 load generator does not take the server's CPU on a 2-core machine).
-Index build: sample FAQ from scratch (tokenise + FTS5 + embedding, not using the shipped vectors)
+Index build: sample FAQ from scratch (tokenise + FTS5 + embedding of the two vectors per FAQ,
+question and question + answer, not using the shipped vectors)
 and a 20,000-entry synthetic FAQ (lexical index measured in full; embedding measured on 500 entries
 and extrapolated unless --synthetic-full).
 """
@@ -84,8 +87,15 @@ def quality(settings, db) -> tuple[list[dict], dict]:
     scoring_s = time.perf_counter() - t0
     no_dense = [f for f in confidence.FEATURES if f not in ("top_dense", "dense_margin")]
     no_lex = [f for f in confidence.FEATURES if f != "top_lex_z"]
-    modes = [("lexical only", dict(weights=[1.0], kana_weights=(0.0,), features=no_dense), "lexical"),
-             ("dense only", dict(weights=[0.0], kana_weights=(0.0,), features=no_lex), "dense"),
+    # single-signal modes: the other signals are not computed at answer time, so the answer
+    # model may only use the fused (= that signal's) scores
+    one = ["margin3"]
+    modes = [("lexical only", dict(weights=[1.0], kana_weights=(0.0,), answer_weights=(0.0,),
+                                   features=no_dense,
+                                   answer_features=no_dense + one), "lexical"),
+             ("dense only", dict(weights=[0.0], kana_weights=(0.0,), answer_weights=(0.0,),
+                                 features=no_lex,
+                                 answer_features=no_lex + one), "dense"),
              ("hybrid", {}, "hybrid")]
     rows = []
     cals = {}
@@ -98,7 +108,7 @@ def quality(settings, db) -> tuple[list[dict], dict]:
             m = service.evaluate(db, settings, rows_q, mode=mode if mode != "hybrid" else "hybrid",
                                  cal=cal)
             rows.append({"mode": label, "set": set_name, **m,
-                         "weights": f"{cal.w_lex:.2f}/{cal.w_dense:.2f}/{cal.w_kana:.2f}",
+                         "weights": f"{cal.w_lex:.2f}/{cal.w_dense:.2f}/{cal.w_kana:.2f}/{cal.w_answer:.2f}",
                          "calibrate_s": round(cal_s, 1)})
     return rows, {"scoring_s": round(scoring_s, 1), "hybrid": cals["hybrid"]}
 
@@ -244,6 +254,7 @@ def synthetic(n: int, full: bool) -> dict:
         sample_n = n if full else 500
         t0 = time.perf_counter()
         emb.embed_passages([f.embed_text() for f in faqs[:sample_n]])
+        emb.embed_passages([f.answer_embed_text() for f in faqs[:sample_n]])
         embed_s = (time.perf_counter() - t0) * (n / sample_n)
         t0 = time.perf_counter()
         storage.write_faqs(db, faqs, vectors={}, model=emb.name, actor="bench")  # tokenise + FTS5
@@ -308,11 +319,13 @@ def main(argv=None):
 
 def print_table(o: dict) -> None:
     print("## Retrieval quality (sample FAQ, 198 entries; thresholds calibrated on dev)\n")
-    print("| mode | set | n | hit@1 | hit@5 | MRR@10 | OOS precision | OOS recall | weights lex/dense/kana |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| mode | set | n | hit@1 | hit@5 | MRR@10 | OOS precision | OOS recall | direct precision"
+          " | direct rate | weights lex/dense/kana/answer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in o["quality"]:
         print(f"| {r['mode']} | {r['set']} | {r['n']} | {r['hit_at_1']:.3f} | {r['hit_at_5']:.3f} | "
-              f"{r['mrr_at_10']:.3f} | {r['oos_precision']:.3f} | {r['oos_recall']:.3f} | {r['weights']} |")
+              f"{r['mrr_at_10']:.3f} | {r['oos_precision']:.3f} | {r['oos_recall']:.3f} | "
+              f"{r['direct_precision']:.3f} | {r['direct_rate']:.3f} | {r['weights']} |")
     lat = o["latency"]
     print("\n## Latency and resources\n")
     print("| measure | value |")

@@ -26,8 +26,8 @@ FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage
 # Signals of "is the top FAQ the right one": the in-scope signals plus how the three scores agree
 # on the fused #1 (its z-score in each, its lead over the fused #2 in each, and how many of the
 # three rank it first). Computed by ``fusion_features`` for the live path and the calibration.
-ANSWER_FEATURES = FEATURES + ("margin3", "top_lz", "top_dz", "top_kz", "gap_lz", "gap_dz",
-                              "gap_kz", "agree")
+ANSWER_FEATURES = FEATURES + ("margin3", "top_lz", "top_dz", "top_kz", "top_az", "gap_lz",
+                              "gap_dz", "gap_kz", "gap_az", "agree")
 DIRECT_PRECISION_TARGET = 0.95  # share of direct answers that must be the right FAQ (on dev, CV)
 
 
@@ -36,6 +36,7 @@ class Calibration:
     w_lex: float = 0.3
     w_dense: float = 0.7
     w_kana: float = 0.0  # hiragana-reading trigram BM25 (kana-only questions)
+    w_answer: float = 0.0  # dense, against the question + answer vectors
     t_score: float = 3.0
     t_margin: float = 0.3
     t_dense: float = 0.0
@@ -76,14 +77,17 @@ def _predict(m: dict, feats: dict | None) -> float:
 
 
 def fusion_features(fused: np.ndarray, lz: np.ndarray, dz: np.ndarray,
-                    kz: np.ndarray | None = None) -> dict:
+                    kz: np.ndarray | None = None, az: np.ndarray | None = None) -> dict:
     """How the fused #1 stands in each score: its z-score, its lead over the fused #2, and how
-    many of lexical / dense / kana put it first (a lone winner is more often wrong)."""
+    many of lexical / dense / kana / answer-dense put it first (a lone winner is more often
+    wrong). Signals not in use (None) count as all zero."""
     n = fused.size
     if n == 0:
         return {}
     if kz is None:
         kz = np.zeros_like(fused)
+    if az is None:
+        az = np.zeros_like(fused)
     if n >= 3:
         top3 = np.argpartition(-fused, 2)[:3]
         top3 = top3[np.argsort(-fused[top3], kind="stable")]
@@ -92,12 +96,13 @@ def fusion_features(fused: np.ndarray, lz: np.ndarray, dz: np.ndarray,
     i1 = int(top3[0])
     i2 = int(top3[1]) if n > 1 else i1
     i3 = int(top3[2]) if n > 2 else i2
-    agree = sum(float(x[i1]) >= float(x.max()) - 1e-9 for x in (lz, dz, kz) if x.any())
+    agree = sum(float(x[i1]) >= float(x.max()) - 1e-9 for x in (lz, dz, kz, az) if x.any())
     return {
         "margin3": float(fused[i1] - fused[i3]),
         "top_lz": float(lz[i1]), "top_dz": float(dz[i1]), "top_kz": float(kz[i1]),
+        "top_az": float(az[i1]),
         "gap_lz": float(lz[i1] - lz[i2]), "gap_dz": float(dz[i1] - dz[i2]),
-        "gap_kz": float(kz[i1] - kz[i2]),
+        "gap_kz": float(kz[i1] - kz[i2]), "gap_az": float(az[i1] - az[i2]),
         "agree": float(agree),
     }
 
@@ -154,6 +159,7 @@ class QueryScores:
     ids: Sequence[str]
     static: dict = field(default_factory=dict)  # features that do not depend on the fusion
     kana_z: np.ndarray | None = None
+    answer_z: np.ndarray | None = None  # dense against the question + answer vectors
 
 
 def metrics_for(ranked_ids: list[list[str]], kinds: list[str], golds: list[str]) -> dict:
@@ -213,18 +219,22 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 60)
             "intercept": float(w[-1])}
 
 
-def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0) -> tuple[dict, list[str]]:
+def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0,
+                 wa: float = 0.0) -> tuple[dict, list[str]]:
     fused = wl * q.lex_z + (1 - wl) * q.dense_z
     kz = q.kana_z if (wk and q.kana_z is not None) else None
     if kz is not None:
         fused = fused + wk * kz
+    az = q.answer_z if (wa and q.answer_z is not None) else None
+    if az is not None:
+        fused = fused + wa * az
     order = np.argsort(-fused, kind="stable")[:10]
     top = float(fused[order[0]])
     second = float(fused[order[1]]) if len(order) > 1 else top
     feats = dict(q.static)
     feats["top"] = top
     feats["margin"] = top - second
-    feats.update(fusion_features(fused, q.lex_z, q.dense_z, kz))
+    feats.update(fusion_features(fused, q.lex_z, q.dense_z, kz, az))
     return feats, [q.ids[i] for i in order]
 
 
@@ -283,16 +293,17 @@ def _threshold(p: np.ndarray, correct: np.ndarray, gold_in: np.ndarray, blocked:
 
 
 def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
-              kana_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3), model: str = "",
+              kana_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+              answer_weights: Sequence[float] = (0.0, 0.35, 0.7, 1.0), model: str = "",
               features: Sequence[str] = FEATURES, answer_features: Sequence[str] | None = None,
               min_oos_recall: float = 0.8, l2: float = 1.0,
               target_precision: float = DIRECT_PRECISION_TARGET) -> Calibration:
     """Fit the fusion weights, the answer model and the in-scope model on the given queries.
 
-    For each weight pair the answer model (P(the fused #1 is the right FAQ); out-of-scope
+    For each combination of fusion weights the answer model (P(the fused #1 is the right FAQ); out-of-scope
     questions count as wrong) is scored with 5-fold cross-validation, and the cut on it is the
     lowest one whose cross-validated direct answers are right ≥ ``target_precision`` of the time
-    while ≥ ``min_oos_recall`` of the out-of-scope questions get no direct answer. The weight pair
+    while ≥ ``min_oos_recall`` of the out-of-scope questions get no direct answer. The weights
     with the most right direct answers under those constraints wins (ties: higher MRR@10); the
     models are then refitted on all queries. Below the direct-answer bar, the in-scope model
     decides between 「もしかして」 candidates and the out-of-scope reply."""
@@ -301,6 +312,8 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
     weights = list(weights) if weights is not None else [round(x, 2) for x in np.arange(0, 1.0001, 0.1)]
     if any(q.kana_z is None for q in qs):
         kana_weights = (0.0,)
+    if any(q.answer_z is None or not q.answer_z.any() for q in qs):
+        answer_weights = (0.0,)  # no question + answer vectors (run `faq reindex`)
     features = list(features)
     answer_features = list(answer_features) if answer_features is not None else \
         features + [f for f in ANSWER_FEATURES if f not in FEATURES]
@@ -308,10 +321,10 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
     gold_in = np.array([bool(g) for g in golds])
     n_in, n_oos = int(gold_in.sum()), int((~gold_in).sum())
     best = None
-    for wl, wk in [(a, b) for a in weights for b in kana_weights]:
+    for wl, wk, wa in [(a, b, c) for a in weights for b in kana_weights for c in answer_weights]:
         rows, ranked = [], []
         for q in qs:
-            f, ids = _fused_feats(q, wl, wk)
+            f, ids = _fused_feats(q, wl, wk, wa)
             rows.append(f)
             ranked.append(ids)
         correct = np.array([bool(g) and ids[0] == g for ids, g in zip(ranked, golds)])
@@ -326,8 +339,8 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
         key = (ok, round(m["hit_at_1"], 6) if ok else round(m["direct_precision"], 6),
                round(base["mrr_at_10"], 6))
         if best is None or key > best[0]:
-            best = (key, (wl, wk), rows, ranked, correct, XA, p, t)
-    _, (wl, wk), rows, ranked, correct, XA, p_oof, t_answer = best
+            best = (key, (wl, wk, wa), rows, ranked, correct, XA, p, t)
+    _, (wl, wk, wa), rows, ranked, correct, XA, p_oof, t_answer = best
     am = {}
     if correct.any() and not correct.all():
         am = dict(fit_logistic(XA, correct.astype(float), l2=l2), features=answer_features)
@@ -355,7 +368,7 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
             kinds.append("answer" if pa >= t_answer else "suggest")
     m = metrics_for(ranked, kinds, golds)
     return Calibration(w_lex=float(wl), w_dense=float(1 - wl), w_kana=float(wk),
-                       t_score=float(tops.min()) - 1.0, t_margin=0.0, t_dense=0.0,
+                       w_answer=float(wa), t_score=float(tops.min()) - 1.0, t_margin=0.0, t_dense=0.0,
                        t_oos=float(tops.min()) - 1.0, t_p=0.0, t_p_oos=t_p_oos,
                        oos_model=om, answer_model=am, t_answer=float(t_answer), model=model,
                        n_queries=len(qs), metrics={k: round(v, 4) for k, v in m.items()})
@@ -365,7 +378,7 @@ def evaluate_scores(qs: list[QueryScores], cal: Calibration) -> dict:
     """Metrics of ``cal`` replayed on precomputed query scores (same decision as ``decide``)."""
     ranked, kinds = [], []
     for q in qs:
-        f, ids = _fused_feats(q, cal.w_lex, cal.w_kana)
+        f, ids = _fused_feats(q, cal.w_lex, cal.w_kana, cal.w_answer)
         ranked.append(ids)
         kinds.append(decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind)
     return metrics_for(ranked, kinds, [q.gold for q in qs])

@@ -86,6 +86,8 @@ class Snapshot:
     matrix: np.ndarray  # (n, dim), rows aligned with ids; zero rows where no vector
     has_vec: np.ndarray  # (n,) bool
     synonyms: Synonyms
+    answer_matrix: np.ndarray | None = None  # (n, dim) question + answer vectors
+    has_answer_vec: np.ndarray | None = None
     vocab: dict = field(default_factory=dict)  # term → FAQ count
     kana_vocab: dict = field(default_factory=dict)  # reading trigram → FAQ count
     built_s: float = 0.0
@@ -97,16 +99,19 @@ def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
     faqs = {f["faq_id"]: f for f in storage.list_faqs(db)}
     ids = list(faqs)
     pos = {fid: i for i, fid in enumerate(ids)}
-    vecs = storage.stored_vectors(db, embedder.name)
-    matrix = np.zeros((len(ids), embedder.dim), dtype=np.float32)
-    has = np.zeros(len(ids), dtype=bool)
-    for fid, (_h, v) in vecs.items():
-        i = pos.get(fid)
-        if i is not None and v.shape[0] == embedder.dim:
-            matrix[i] = v
-            has[i] = True
-    return Snapshot(gen, embedder.name, ids, pos, faqs, matrix, has, storage.load_synonyms(db),
-                    storage.vocabulary(db), storage.kana_vocabulary(db), time.perf_counter() - t0)
+    mats = {}
+    for kind in storage.VECTOR_TABLES:
+        matrix = np.zeros((len(ids), embedder.dim), dtype=np.float32)
+        has = np.zeros(len(ids), dtype=bool)
+        for fid, (_h, v) in storage.stored_vectors(db, embedder.name, kind).items():
+            i = pos.get(fid)
+            if i is not None and v.shape[0] == embedder.dim:
+                matrix[i] = v
+                has[i] = True
+        mats[kind] = (matrix, has)
+    return Snapshot(gen, embedder.name, ids, pos, faqs, *mats["question"], storage.load_synonyms(db),
+                    *mats["answer"], storage.vocabulary(db), storage.kana_vocabulary(db),
+                    time.perf_counter() - t0)
 
 
 def fts_query(toks: list[str]) -> str:
@@ -186,17 +191,21 @@ class Retriever:
                 out[i] = -sc
         return out
 
-    def dense_scores(self, snap: Snapshot, text: str) -> np.ndarray:
-        if not len(snap.ids) or not snap.has_vec.any():
+    def dense_scores(self, snap: Snapshot, text: str, kind: str = "question") -> np.ndarray:
+        """Cosine with the FAQs' question vectors (``kind="answer"``: question + answer vectors);
+        one query vector serves both."""
+        matrix, has = (snap.matrix, snap.has_vec) if kind == "question" else \
+            (snap.answer_matrix, snap.has_answer_vec)
+        if not len(snap.ids) or matrix is None or not has.any():
             return np.zeros(len(snap.ids), dtype=np.float32)
         q = self.query_vector(text)
-        s = snap.matrix @ q
-        if not snap.has_vec.all():
-            s[~snap.has_vec] = float(s[snap.has_vec].mean())
+        s = matrix @ q
+        if not has.all():
+            s[~has] = float(s[has].mean())
         return s
 
     def search(self, db: sqlite_utils.Database, query: str, *, w_lex: float = 0.3,
-               w_dense: float = 0.7, w_kana: float = 0.0, k: int = 10,
+               w_dense: float = 0.7, w_kana: float = 0.0, w_answer: float = 0.0, k: int = 10,
                mode: str = "hybrid") -> Result:
         """``mode``: hybrid | lexical | dense."""
         t0 = time.perf_counter()
@@ -211,6 +220,7 @@ class Retriever:
         kana = self.kana_scores(db, snap, norm) if (mode == "hybrid" and w_kana) else None
         lz, dz = _z(lex), _z(dense)
         kz = _z(kana) if kana is not None else None
+        az = _z(self.dense_scores(snap, norm, "answer")) if (mode == "hybrid" and w_answer) else None
         if mode == "lexical":
             fused = lz
         elif mode == "dense":
@@ -219,6 +229,8 @@ class Retriever:
             fused = w_lex * lz + w_dense * dz
             if kz is not None:
                 fused = fused + w_kana * kz
+            if az is not None:
+                fused = fused + w_answer * az
         k = min(k, len(snap.ids))
         if mode == "lexical":
             # only FAQs with a lexical match are candidates for the lexical-only baseline
@@ -229,7 +241,7 @@ class Retriever:
         hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
         feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
-        feats.update(fusion_features(fused, lz, dz, kz))
+        feats.update(fusion_features(fused, lz, dz, kz, az))
         return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
                       top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
                       ms=(time.perf_counter() - t0) * 1000, features=feats)

@@ -115,8 +115,8 @@ def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
     t0 = time.perf_counter()
     cal = cal or current_calibration(db)
     r = retriever(db, settings)
-    res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, w_kana=cal.w_kana, k=k,
-                   mode=mode)
+    res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, w_kana=cal.w_kana,
+                   w_answer=cal.w_answer, k=k, mode=mode)
     snap = r.snapshot(db)
     if not res.hits:
         return {"faq_id": None, "answer": TEXT_NO_FAQ, "confidence": 0.0, "candidates": [],
@@ -195,48 +195,62 @@ def feedback(db: sqlite_utils.Database, session_id: str, faq_id: str | None, hel
 # --- FAQ writes ------------------------------------------------------------------------------
 
 
-def _bundled_vectors(model: str) -> dict[str, tuple[str, np.ndarray]]:
+# vector kind → the FAQ text it embeds (see storage.VECTOR_TABLES)
+EMBED_TEXT = {"question": Faq.embed_text, "answer": Faq.answer_embed_text}
+_NPZ_PREFIX = {"question": "", "answer": "answer_"}
+
+
+def _bundled_vectors(model: str, kind: str = "question") -> dict[str, tuple[str, np.ndarray]]:
     """Vectors shipped for the sample FAQ (faq_id → (text hash, vector)), if made by ``model``."""
     if not SAMPLE_VECTORS.exists():
         return {}
+    pre = _NPZ_PREFIX[kind]
     with np.load(SAMPLE_VECTORS, allow_pickle=False) as z:
-        if str(z["model"]) != model:
+        if str(z["model"]) != model or f"{pre}vectors" not in z.files:
             return {}
-        return {fid: (h, z["vectors"][i]) for i, (fid, h) in enumerate(zip(z["ids"], z["hashes"]))}
+        return {fid: (h, z[f"{pre}vectors"][i])
+                for i, (fid, h) in enumerate(zip(z["ids"], z[f"{pre}hashes"]))}
 
 
 def write_sample_vectors(settings, path: Path = SAMPLE_VECTORS) -> int:
     """Embed the bundled sample FAQ and save the vectors next to it (run by maintainers)."""
     faqs = importer.parse(SAMPLE_FAQ.read_bytes(), SAMPLE_FAQ.name)
     emb = get_embedder(embedding_spec(settings))
-    mat = emb.embed_passages([f.embed_text() for f in faqs])
+    arrays = {}
+    for kind, textf in EMBED_TEXT.items():
+        pre = _NPZ_PREFIX[kind]
+        texts = [textf(f) for f in faqs]
+        arrays[f"{pre}vectors"] = emb.embed_passages(texts).astype(np.float32)
+        arrays[f"{pre}hashes"] = np.array([text_hash(t) for t in texts])
     np.savez_compressed(path, model=np.array(emb.name), ids=np.array([f.faq_id for f in faqs]),
-                        hashes=np.array([text_hash(f.embed_text()) for f in faqs]),
-                        vectors=mat.astype(np.float32))
+                        **arrays)
     return len(faqs)
 
 
-def _vectors_for(db, settings, faqs: list[Faq], *, bundled: bool = False) -> tuple[dict, dict, str]:
-    """Embed only FAQs whose embedding text changed since their stored vector."""
+def _vectors_for(db, settings, faqs: list[Faq], *, bundled: bool = False,
+                 kind: str = "question") -> tuple[dict, dict, str]:
+    """Embed only FAQs whose embedding text (of this vector kind) changed since their stored
+    vector."""
     emb = get_embedder(embedding_spec(settings))
-    stored = storage.stored_vectors(db, emb.name)
+    textf = EMBED_TEXT[kind]
+    stored = storage.stored_vectors(db, emb.name, kind)
     if bundled:
-        stored = {**_bundled_vectors(emb.name), **stored}
+        stored = {**_bundled_vectors(emb.name, kind), **stored}
     todo, hashes = [], {}
     for f in faqs:
-        h = text_hash(f.embed_text())
+        h = text_hash(textf(f))
         hashes[f.faq_id] = h
         if f.faq_id not in stored or stored[f.faq_id][0] != h:
             todo.append(f)
     vectors = {}
     if bundled:  # shipped vectors still have to be written into this database
-        db_stored = storage.stored_vectors(db, emb.name)
+        db_stored = storage.stored_vectors(db, emb.name, kind)
         for f in faqs:
             if f.faq_id in stored and f not in todo and stored[f.faq_id][0] == hashes[f.faq_id] \
                     and (f.faq_id not in db_stored or db_stored[f.faq_id][0] != hashes[f.faq_id]):
                 vectors[f.faq_id] = stored[f.faq_id][1]
     if todo:
-        mat = emb.embed_passages([f.embed_text() for f in todo])
+        mat = emb.embed_passages([textf(f) for f in todo])
         vectors.update({f.faq_id: mat[i] for i, f in enumerate(todo)})
     return vectors, hashes, emb.name
 
@@ -244,8 +258,10 @@ def _vectors_for(db, settings, faqs: list[Faq], *, bundled: bool = False) -> tup
 def save_faqs(db, settings, faqs: list[Faq], *, replace: bool = False, actor: str = "",
               action: str = "import", is_sample: bool = False) -> dict:
     vectors, hashes, model = _vectors_for(db, settings, faqs, bundled=is_sample)
+    avectors, ahashes, _ = _vectors_for(db, settings, faqs, bundled=is_sample, kind="answer")
     res = storage.write_faqs(db, faqs, vectors=vectors, model=model, actor=actor, action=action,
-                             replace=replace, is_sample=is_sample, hashes=hashes)
+                             replace=replace, is_sample=is_sample, hashes=hashes,
+                             answer_vectors=avectors, answer_hashes=ahashes)
     res["embedded"] = len(vectors)
     return res
 
@@ -262,10 +278,13 @@ def import_file(db, settings, data: bytes, filename: str, *, replace: bool = Fal
 def reindex(db, settings) -> int:
     """(Re)compute vectors missing or stale for the configured embedding model."""
     faqs = [Faq.from_row(r) for r in storage.list_faqs(db)]
-    vectors, hashes, model = _vectors_for(db, settings, faqs)
-    if vectors:
-        storage.store_vectors(db, vectors, model, hashes)
-    return len(vectors)
+    n = 0
+    for kind in EMBED_TEXT:
+        vectors, hashes, model = _vectors_for(db, settings, faqs, kind=kind)
+        if vectors:
+            storage.store_vectors(db, vectors, model, hashes, kind=kind)
+        n = max(n, len(vectors))
+    return n
 
 
 def read_synonyms_csv(path: Path) -> list[tuple[str, list[str]]]:
@@ -366,8 +385,9 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
         dense = r.dense_scores(snap, norm)
         lz, dz = _z(lex), _z(dense)
         kz = _z(r.kana_scores(db, snap, norm))
+        az = _z(r.dense_scores(snap, norm, "answer"))
         static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab)  # top/margin: per weight
-        out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz))
+        out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz, az))
     return out
 
 

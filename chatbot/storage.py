@@ -113,6 +113,22 @@ def _m2(db: sqlite_utils.Database) -> None:
     db.conn.execute("CREATE VIRTUAL TABLE chat_faq_vocab USING fts5vocab(chat_faq_fts, 'row')")
 
 
+def _m5(db: sqlite_utils.Database) -> None:
+    # second vector per FAQ (question + keywords + answer); filled by `faq reindex` / FAQ writes
+    db.conn.execute(
+        """CREATE TABLE chat_faq_answer_vector (
+            faq_id TEXT PRIMARY KEY REFERENCES chat_faq(faq_id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            text_hash TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )""")
+
+
+# vector kind → table: "question" = question + keywords, "answer" = question + keywords + answer
+VECTOR_TABLES = {"question": "chat_faq_vector", "answer": "chat_faq_answer_vector"}
+
+
 MIGRATIONS: list[Migration] = [
     Migration(service="chat", version=1, name="faq, index, vectors, log, feedback, calibration",
               apply=_m1),
@@ -121,6 +137,7 @@ MIGRATIONS: list[Migration] = [
     Migration(service="chat", version=4, name="kana trigram vocabulary view",
               apply=lambda db: db.conn.execute(
                   "CREATE VIRTUAL TABLE chat_faq_kana_vocab USING fts5vocab(chat_faq_kana, 'row')")),
+    Migration(service="chat", version=5, name="answer-text vectors", apply=_m5),
 ]
 
 
@@ -156,6 +173,12 @@ class Faq:
         """The text whose vector represents this FAQ for dense retrieval."""
         kw = f" {self.keywords}" if self.keywords else ""
         return f"{self.question}{kw}"
+
+    def answer_embed_text(self) -> str:
+        """Question, keywords and answer: the second stored vector, which lets a question meet an
+        FAQ whose answer (not its question) covers what was asked (「住民票ってコンビニで取れる？」
+        → 「コンビニで取れる証明書の種類…」, whose answer lists 住民票の写し)."""
+        return f"{self.embed_text()}\n{self.answer}"
 
 
 @contextlib.contextmanager
@@ -262,12 +285,14 @@ def _fts_insert(conn, faq_id, question, answer, keywords, syn: Synonyms) -> None
          token_text((keywords or "").replace(";", " ").replace(",", " "), syn)))
 
 
-def _write_vector(conn, faq_id: str, vec: np.ndarray | None, model: str, text_hash: str) -> None:
-    conn.execute("DELETE FROM chat_faq_vector WHERE faq_id = ?", (faq_id,))
+def _write_vector(conn, faq_id: str, vec: np.ndarray | None, model: str, text_hash: str,
+                  kind: str = "question") -> None:
+    table = VECTOR_TABLES[kind]
+    conn.execute(f"DELETE FROM {table} WHERE faq_id = ?", (faq_id,))
     if vec is not None:
         v = np.asarray(vec, dtype=np.float32)
         conn.execute(
-            "INSERT INTO chat_faq_vector (faq_id, model, dim, text_hash, vector) VALUES (?,?,?,?,?)",
+            f"INSERT INTO {table} (faq_id, model, dim, text_hash, vector) VALUES (?,?,?,?,?)",
             (faq_id, model, int(v.shape[0]), text_hash, v.tobytes()))
 
 
@@ -297,13 +322,18 @@ def count_faqs(db: sqlite_utils.Database) -> int:
 
 def write_faqs(db: sqlite_utils.Database, faqs: list[Faq], *, vectors: dict[str, np.ndarray] | None,
                model: str, actor: str = "", action: str = "import", replace: bool = False,
-               is_sample: bool = False, hashes: dict[str, str] | None = None) -> dict:
+               is_sample: bool = False, hashes: dict[str, str] | None = None,
+               answer_vectors: dict[str, np.ndarray] | None = None,
+               answer_hashes: dict[str, str] | None = None) -> dict:
     """Insert or update FAQs (or replace the whole FAQ) with index, vectors and history, in one
-    transaction. ``vectors`` maps faq_id → vector for the FAQs whose text changed (computed by the
-    caller before the transaction, since embedding is slow)."""
+    transaction. ``vectors`` / ``answer_vectors`` map faq_id → vector (question, and question +
+    answer) for the FAQs whose text changed (computed by the caller before the transaction, since
+    embedding is slow)."""
     now = now_iso()
     vectors = vectors or {}
     hashes = hashes or {}
+    answer_vectors = answer_vectors or {}
+    answer_hashes = answer_hashes or {}
     created = updated = deleted = 0
     with transaction(db) as conn:
         syn = Synonyms.from_rows(conn.execute("SELECT term, synonyms FROM chat_synonym").fetchall())
@@ -317,9 +347,10 @@ def write_faqs(db: sqlite_utils.Database, faqs: list[Faq], *, vectors: dict[str,
                     _history(conn, {k: d[k] for k in FAQ_FIELDS}, d["version"] + 1, "delete", actor, now)
                     deleted += 1
             _fts_delete(conn)
-            conn.execute("DELETE FROM chat_faq_vector WHERE faq_id NOT IN (%s)" %
-                         ",".join("?" * len(keep)) if keep else "DELETE FROM chat_faq_vector",
-                         tuple(keep))
+            for table in VECTOR_TABLES.values():
+                conn.execute(f"DELETE FROM {table} WHERE faq_id NOT IN (%s)" %
+                             ",".join("?" * len(keep)) if keep else f"DELETE FROM {table}",
+                             tuple(keep))
             conn.execute("DELETE FROM chat_faq WHERE faq_id NOT IN (%s)" %
                          ",".join("?" * len(keep)) if keep else "DELETE FROM chat_faq", tuple(keep))
         for f in faqs:
@@ -353,6 +384,9 @@ def write_faqs(db: sqlite_utils.Database, faqs: list[Faq], *, vectors: dict[str,
             _fts_insert(conn, f.faq_id, d["question"], d["answer"], d["keywords"], syn)
             if f.faq_id in vectors:
                 _write_vector(conn, f.faq_id, vectors[f.faq_id], model, hashes.get(f.faq_id, ""))
+            if f.faq_id in answer_vectors:
+                _write_vector(conn, f.faq_id, answer_vectors[f.faq_id], model,
+                              answer_hashes.get(f.faq_id, ""), kind="answer")
             _history(conn, d, version, hist_action, actor, now)
         if replace:
             # rows kept across a replace were re-inserted into FTS above; nothing else to do
@@ -371,7 +405,8 @@ def delete_faq(db: sqlite_utils.Database, faq_id: str, actor: str = "") -> bool:
         d = dict(zip([x[0] for x in cur.description], row))
         _history(conn, {k: d[k] for k in FAQ_FIELDS}, d["version"] + 1, "delete", actor, now)
         _fts_delete(conn, faq_id)
-        conn.execute("DELETE FROM chat_faq_vector WHERE faq_id = ?", (faq_id,))
+        for table in VECTOR_TABLES.values():
+            conn.execute(f"DELETE FROM {table} WHERE faq_id = ?", (faq_id,))
         conn.execute("DELETE FROM chat_faq WHERE faq_id = ?", (faq_id,))
         _bump(conn)
     return True
@@ -385,21 +420,22 @@ def faq_history(db: sqlite_utils.Database, faq_id: str) -> list[dict]:
              "actor": r[4], "at": r[5]} for r in rows]
 
 
-def stored_vectors(db: sqlite_utils.Database, model: str) -> dict[str, tuple[str, np.ndarray]]:
-    """faq_id → (text_hash, vector) for vectors made by ``model``."""
+def stored_vectors(db: sqlite_utils.Database, model: str,
+                   kind: str = "question") -> dict[str, tuple[str, np.ndarray]]:
+    """faq_id → (text_hash, vector) for vectors of ``kind`` made by ``model``."""
     out = {}
     for fid, th, blob in db.conn.execute(
-            "SELECT faq_id, text_hash, vector FROM chat_faq_vector WHERE model = ?", (model,)):
+            f"SELECT faq_id, text_hash, vector FROM {VECTOR_TABLES[kind]} WHERE model = ?", (model,)):
         out[fid] = (th, np.frombuffer(blob, dtype=np.float32))
     return out
 
 
 def store_vectors(db: sqlite_utils.Database, vectors: dict[str, np.ndarray], model: str,
-                  hashes: dict[str, str]) -> None:
+                  hashes: dict[str, str], kind: str = "question") -> None:
     with transaction(db) as conn:
         for fid, v in vectors.items():
             if conn.execute("SELECT 1 FROM chat_faq WHERE faq_id=?", (fid,)).fetchone():
-                _write_vector(conn, fid, v, model, hashes.get(fid, ""))
+                _write_vector(conn, fid, v, model, hashes.get(fid, ""), kind=kind)
         _bump(conn)
 
 

@@ -83,12 +83,24 @@ def test_edit_keeps_history_and_reembeds_only_changed_faqs(tmp_path):
     changed = Faq(**{**f.to_dict(), "question": "図書館で本を何冊借りられますか"})
     res = service.save_faqs(db, settings, [changed], action="edit", actor="alice")
     assert res == {"created": 0, "updated": 1, "deleted": 0, "embedded": 1}
+    # an answer-only edit keeps the question vector and re-embeds the question + answer vector
+    model = service.get_embedder_name(db)
+    q_before = storage.stored_vectors(db, model)["T09"]
+    a_before = storage.stored_vectors(db, model, "answer")["T09"]
+    new_answer = Faq(**{**changed.to_dict(), "answer": "1人15冊まで、3週間借りられます。"})
+    res = service.save_faqs(db, settings, [new_answer], action="edit", actor="alice")
+    assert res["embedded"] == 0
+    q_after = storage.stored_vectors(db, model)["T09"]
+    a_after = storage.stored_vectors(db, model, "answer")["T09"]
+    assert q_after[0] == q_before[0] and np.array_equal(q_after[1], q_before[1])
+    assert a_after[0] != a_before[0] and not np.allclose(a_after[1], a_before[1])
     assert storage.delete_faq(db, "T09", actor="bob")
     hist = storage.faq_history(db, "T09")
-    assert [h["action"] for h in hist] == ["import", "update", "update", "delete"]
-    assert [h["version"] for h in hist] == [1, 2, 3, 4]
-    assert hist[2]["data"]["question"] == "図書館で本を何冊借りられますか" and hist[3]["actor"] == "bob"
-    assert db.conn.execute("SELECT count(*) FROM chat_faq_vector WHERE faq_id='T09'").fetchone()[0] == 0
+    assert [h["action"] for h in hist] == ["import", "update", "update", "update", "delete"]
+    assert [h["version"] for h in hist] == [1, 2, 3, 4, 5]
+    assert hist[2]["data"]["question"] == "図書館で本を何冊借りられますか" and hist[4]["actor"] == "bob"
+    for table in ("chat_faq_vector", "chat_faq_answer_vector"):
+        assert db.conn.execute(f"SELECT count(*) FROM {table} WHERE faq_id='T09'").fetchone()[0] == 0
     assert _fts_count(db) == storage.count_faqs(db)
 
 
@@ -114,6 +126,9 @@ def test_snapshot_load_never_embeds(small):
     i = snap.pos["T01"]
     fresh = emb.inner.embed_passages([SMALL_FAQ[0].embed_text()])[0]
     assert float(snap.matrix[i] @ fresh) > 0.999
+    assert snap.has_answer_vec.all()
+    fresh = emb.inner.embed_passages([SMALL_FAQ[0].answer_embed_text()])[0]
+    assert float(snap.answer_matrix[i] @ fresh) > 0.999
 
 
 # --- ranking ------------------------------------------------------------------------------
