@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 class PipelineOptions:
     model: str | None = None  # overrides settings.whisper_model (folder or name)
     language: str | None = "ja"
-    beam_size: int | None = None  # None: settings.whisper_beam_size
+    beam_size: int | None = None  # None: settings.whisper_batch_beam_size / whisper_beam_size
     word_timestamps: bool = True
     vad: bool = True
     block_s: float = 600.0
+    mode: str | None = None  # None: settings.whisper_mode (batched | sequential)
+    batch_size: int | None = None  # None: settings.whisper_batch_size
     hallucination: hallucination.HallucinationParams = field(
         default_factory=hallucination.HallucinationParams)
     # assembly
@@ -55,10 +57,12 @@ class PipelineOptions:
     header: MinutesHeader | None = None
 
     def transcribe_options(self, settings: Settings) -> TranscribeOptions:
+        mode = self.mode or settings.whisper_mode
+        default_beam = settings.whisper_batch_beam_size if mode == "batched" else settings.whisper_beam_size
         return TranscribeOptions(
-            language=self.language,
-            beam_size=self.beam_size or settings.whisper_beam_size,
-            word_timestamps=self.word_timestamps, vad=self.vad, block_s=self.block_s)
+            language=self.language, beam_size=self.beam_size or default_beam,
+            word_timestamps=self.word_timestamps, vad=self.vad, block_s=self.block_s,
+            mode=mode, batch_size=self.batch_size or settings.whisper_batch_size)
 
 
 @dataclass

@@ -12,8 +12,10 @@ Resume: a worker that stored segments ``0..k`` calls again with ``start=segments
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +48,19 @@ class TranscribeOptions:
     min_gap_s: float = 2.0  # silences shorter than this stay inside one transcribed region
     vad_pad_s: float = 0.3
     join_silence_s: float = 1.0  # silence put between concatenated speech regions (a pause cue)
+    # "sequential": one WhisperModel.transcribe call per block (previous-text conditioning, loop
+    # guard, temperature fallback). "batched": the speech of a block is cut into windows of at most
+    # ``window_s`` seconds (at VAD silences; short regions packed together) that are decoded
+    # ``batch_size`` at a time by faster-whisper's BatchedInferencePipeline (no conditioning, so no
+    # loop can carry over; a window whose text looks like a loop or has a very low log-probability
+    # is decoded again sequentially, with temperature fallback). See :func:`_transcribe_batched`.
+    mode: str = "sequential"
+    batch_size: int = 8
+    window_s: float = 29.5
+    # batched: let Whisper place segment timestamps inside a window; without them (default: the
+    # same CER here and cheaper) segments are split at the pauses between fine VAD regions
+    batch_timestamps: bool = False
+    fallback_logprob: float = -1.0  # batched: re-decode a window below this avg log-probability
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,13 @@ def transcribe(
         return seg
 
     report(start)
+    if opts.mode == "batched":
+        yield from _batched(model, audio, opts, blocks, regions or [], run_block, gap_regions, emit,
+                            report, total)
+        report(total)
+        return
+    if opts.mode != "sequential":
+        raise ValueError(f"unknown transcription mode {opts.mode!r} (sequential | batched)")
     for block in blocks:
         covered = block[0].start
         for seg, done in run_block(block, opts.condition_on_previous_text):
@@ -280,3 +302,205 @@ def _convert(s, pieces: list[_Piece], index: int) -> Segment:
         no_speech_prob=round(float(s.no_speech_prob), 4),
         temperature=float(s.temperature or 0.0),
     )
+
+
+# --- batched mode -------------------------------------------------------------------------------
+
+def split_long_region(r: SpeechRegion, fine: list[SpeechRegion], limit: float) -> list[SpeechRegion]:
+    """Cut ``r`` into parts of at most ``limit`` seconds, at silences between fine VAD regions
+    (the longest silence in the second half of each part; a hard cut only when there is none)."""
+    out: list[SpeechRegion] = []
+    lo = r.start
+    starts = [f.start for f in fine]
+    while r.end - lo > limit:
+        hi = lo + limit
+        best: tuple[float, float] | None = None  # (silence length, cut point)
+        best_any: tuple[float, float] | None = None
+        i = max(0, bisect.bisect_right(starts, lo) - 1)
+        while i + 1 < len(fine) and fine[i].end < hi:
+            gs, ge = fine[i].end, fine[i + 1].start
+            mid = (gs + ge) / 2
+            if ge > gs and lo + 1.0 < mid <= hi:
+                cand = (ge - gs, mid)
+                if mid > lo + limit / 2 and (best is None or cand > best):
+                    best = cand
+                if best_any is None or cand > best_any:
+                    best_any = cand
+            i += 1
+        cut = (best or best_any or (0.0, hi))[1]
+        out.append(SpeechRegion(round(lo, 3), round(cut, 3)))
+        lo = cut
+    if r.end - lo > 1e-3:
+        out.append(SpeechRegion(round(lo, 3), r.end))
+    return out
+
+
+def plan_windows(block: list[SpeechRegion], fine: list[SpeechRegion], window_s: float,
+                 join_silence_s: float) -> list[list[SpeechRegion]]:
+    """Regions of a block → windows (lists of regions) packed for batched decoding.
+
+    The block's regions are cut into the fine VAD regions inside them (speech between pauses), so
+    the silences are left out; consecutive pieces are packed into one window as long as their
+    concatenation, with the real pause between them capped at ``join_silence_s``
+    (:func:`join_silences`), stays within ``window_s``. Whisper encodes a whole 30 s window whatever
+    its content, so tight packing is what makes batched decoding cheap. A piece longer than the
+    window is cut (at a silence where there is one, see :func:`split_long_region`).
+    """
+    pieces: list[SpeechRegion] = []
+    starts = [f.start for f in fine]
+    for r in block:
+        inner = []
+        if fine:
+            k = max(0, bisect.bisect_right(starts, r.start) - 1)
+            while k < len(fine) and fine[k].start < r.end:
+                lo, hi = max(fine[k].start, r.start), min(fine[k].end, r.end)
+                if hi - lo > 0.05:
+                    inner.append(SpeechRegion(round(lo, 3), round(hi, 3)))
+                k += 1
+        for piece in inner or [r]:
+            pieces.extend(split_long_region(piece, fine, window_s))
+    windows: list[list[SpeechRegion]] = []
+    cur: list[SpeechRegion] = []
+    length = 0.0
+    for r in pieces:
+        d = r.end - r.start
+        join = min(max(r.start - cur[-1].end, 0.0), join_silence_s) if cur else 0.0
+        if cur and length + join + d > window_s:
+            windows.append(cur)
+            cur, length, join = [], 0.0, 0.0
+        length += join + d
+        cur.append(r)
+    if cur:
+        windows.append(cur)
+    return windows
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _convert_split(s, pieces: list[_Piece], fine: list[SpeechRegion] | None = None) -> list[Segment]:
+    """One batched Whisper segment → segments that never cross a concatenation join (the regions
+    on either side are separated by real silence in the recording, often a change of speaker) nor,
+    when ``fine`` is given, a silence between two fine VAD regions (a pause: Whisper's own segment
+    timestamps are not there when a window is decoded without timestamps)."""
+    if not s.words:
+        return [_convert(s, pieces, -1)]
+    fine_starts = [r.start for r in fine] if fine else []
+    groups: list[tuple[tuple[int, int], list]] = []
+    for w in s.words:
+        i = _piece_index((w.start + w.end) / 2, pieces)
+        key = (i, bisect.bisect_right(fine_starts, _to_original((w.start + w.end) / 2, pieces, i))
+               if fine_starts else 0)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(w)
+        else:
+            groups.append((key, [w]))
+    out: list[Segment] = []
+    for (i, _f), ws in groups:
+        words = [Word(round(float(_to_original(w.start, pieces, i)), 3),
+                      round(float(_to_original(w.end, pieces, i)), 3),
+                      str(w.word), round(float(w.probability), 4)) for w in ws]
+        text = "".join(w.text for w in words).strip()
+        if not text:
+            continue
+        out.append(Segment(
+            index=-1, start=words[0].start, end=max(words[-1].end, words[0].start), text=text,
+            words=words, avg_logprob=round(float(s.avg_logprob), 4),
+            compression_ratio=round(_compression_ratio(text), 4),
+            no_speech_prob=round(float(s.no_speech_prob), 4), temperature=0.0))
+    return out
+
+
+def _batched(model, audio: np.ndarray, opts: TranscribeOptions, blocks, fine: list[SpeechRegion],
+             run_block, gap_regions, emit, report, total: float) -> Iterator[Segment]:
+    """Batched decoding of each block: ``batch_size`` windows per call, then per window a
+    sequential re-decode when it looks like a loop / failed, and skipped speech re-decoded."""
+    from faster_whisper import BatchedInferencePipeline  # noqa: PLC0415
+
+    pipe = BatchedInferencePipeline(model)
+    for block in blocks:
+        windows = plan_windows(block, fine, opts.window_s, opts.join_silence_s)
+        for g in range(0, len(windows), opts.batch_size):
+            group = windows[g:g + opts.batch_size]
+            pieces: list[_Piece] = []
+            arrays: list[np.ndarray] = []
+            clips: list[dict] = []
+            clip_window: list[int] = []
+            cat_samples = 0
+            for wi, win in enumerate(group):
+                w0 = cat_samples
+                prev_end = None
+                for r in win:
+                    a = audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)]
+                    if a.size == 0:
+                        continue
+                    if cat_samples > w0 and prev_end is not None:
+                        # the real pause, capped (same rule as plan_windows)
+                        n = int(min(max(r.start - prev_end, 0.0), opts.join_silence_s) * SAMPLE_RATE)
+                        if n:
+                            arrays.append(np.zeros(n, dtype=np.float32))
+                            cat_samples += n
+                    prev_end = r.end
+                    arrays.append(a)
+                    pieces.append(_Piece(r.start, cat_samples / SAMPLE_RATE, a.size / SAMPLE_RATE))
+                    cat_samples += a.size
+                if cat_samples > w0:
+                    clips.append({"start": w0 / SAMPLE_RATE, "end": cat_samples / SAMPLE_RATE})
+                    clip_window.append(wi)
+            if not clips:
+                continue
+            chunk = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+            del arrays
+            fw_segments, _info = pipe.transcribe(
+                chunk, language=opts.language, task="transcribe", beam_size=opts.beam_size,
+                batch_size=opts.batch_size, word_timestamps=opts.word_timestamps,
+                without_timestamps=not opts.batch_timestamps, clip_timestamps=clips,
+                vad_filter=False, log_progress=False)
+            # each batched segment carries its window's offset as ``seek`` (in 10 ms frames)
+            seeks = [int(int(c["start"] * SAMPLE_RATE) / SAMPLE_RATE * 100) for c in clips]
+            by_window: dict[int, list] = {}
+            for s in fw_segments:
+                wi = clip_window[max(0, bisect.bisect_right(seeks, s.seek) - 1)]
+                by_window.setdefault(wi, []).append(s)
+            out: list[Segment] = []
+            for wi, win in enumerate(group):
+                fws = by_window.get(wi, [])
+                text = "".join(s.text for s in fws)
+                failed = fws and opts.loop_guard and (
+                    _compression_ratio(text) > 2.4
+                    or _looks_like_loop(Segment(-1, 0.0, 0.0, text, compression_ratio=0.0))
+                    or (fws[0].avg_logprob < opts.fallback_logprob and fws[0].no_speech_prob < 0.6))
+                if failed:
+                    log.info("batched window at %.1f s looks like a loop or failed: re-decoding it "
+                             "sequentially", win[0].start)
+                    segs = [seg for seg, _done in run_block(win, False)]
+                else:
+                    segs = [seg for s in fws for seg in _convert_split(
+                        s, pieces, None if opts.batch_timestamps else fine)]
+                if fine:
+                    for seg in segs:
+                        snap_to_speech(seg, fine)
+                segs.sort(key=lambda x: x.start)
+                # speech the window's decode skipped: decoded again on its own
+                covered = win[0].start
+                missed: list[SpeechRegion] = []
+                for seg in segs + [None]:
+                    nxt = win[-1].end if seg is None else seg.start
+                    missed.extend(gap_regions(covered, nxt))
+                    if seg is not None:
+                        covered = max(covered, seg.end)
+                if missed:
+                    log.info("re-decoding %.1f s of skipped speech in a batched window",
+                             sum(r.end - r.start for r in missed))
+                    for gseg, _done in run_block(missed, False):
+                        if fine:
+                            snap_to_speech(gseg, fine)
+                        segs.append(gseg)
+                    segs.sort(key=lambda x: x.start)
+                out.extend(segs)
+            for seg in out:
+                yield emit(seg)
+                report(min(seg.end, total))
+            report(min(group[-1][-1].end, pieces[-1].orig_start + pieces[-1].duration))
