@@ -141,7 +141,7 @@ def calibrate_cmd(queries, as_json, write_default):
         click.echo(json.dumps(cal.to_dict(), ensure_ascii=False))
         return
     click.echo(f"重み: 語句 {cal.w_lex:.2f} / 意味 {cal.w_dense:.2f}")
-    click.echo(f"重み: かな {cal.w_kana:.2f}")
+    click.echo(f"重み: かな {cal.w_kana:.2f} / 回答文 {cal.w_answer:.2f}")
     if cal.answer_model:
         click.echo(f"直接回答のしきい値（正答確率）: {cal.t_answer:.3f}"
                    f"（目標の正答率 {confidence.DIRECT_PRECISION_TARGET:.0%}）")

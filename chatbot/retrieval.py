@@ -24,9 +24,10 @@ from .confidence import fusion_features
 from .embed import Embedder
 from .tokenize import Synonyms, analyze, normalize, reading, tokens, trigrams
 
-# "私の…", "うちの…": a resident asking about their own case, which no FAQ can answer.
+# "私の…", "私が…", "うちの…": a resident asking about their own case, which no FAQ can answer.
 PERSONAL_RE = re.compile(
-    r"(私|わたし|あたし|僕|ぼく|俺|おれ|自分|うち|我が家|夫|妻|主人|母|父|息子|娘|祖母|祖父)の(?!代わり|ため)")
+    r"(私|わたし|あたし|僕|ぼく|俺|おれ|自分|うち|我が家|夫|妻|主人|母|父|息子|娘|祖母|祖父)の(?!代わり|ため)"
+    r"|(私|わたし|あたし|僕|ぼく|俺|おれ|自分)が")
 
 # bm25() column weights: faq_id (unindexed), question, answer, keywords
 BM25_WEIGHTS = (0.0, 3.0, 1.0, 2.0)

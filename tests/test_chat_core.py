@@ -283,3 +283,15 @@ def test_log_stores_masked_message_only(small):
     res = service.ask(db, settings, "090-1111-2222 の山田です。住民票をコンビニで取りたい", session_id="s-1")
     row = db.conn.execute("SELECT message, session_id FROM chat_log WHERE id=?", (res["log_id"],)).fetchone()
     assert "090-1111-2222" not in row[0] and "[電話番号]" in row[0] and row[1] == "s-1"
+
+
+@pytest.mark.parametrize("text,personal", [
+    ("私の住民税はいくらですか", True),
+    ("私が借りてる本の返却日いつ？", True),  # the resident's own record, not a rule
+    ("自分が出した申請はどうなりましたか", True),
+    ("母が介護が必要になりました", False),  # a family situation the FAQ does cover
+    ("私の代わりに家族が行けますか", False),
+])
+def test_personal_case_wording(text, personal):
+    from chatbot.retrieval import PERSONAL_RE
+    assert bool(PERSONAL_RE.search(text)) is personal
