@@ -125,13 +125,16 @@ def load_sample_cmd():
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--write-default", type=click.Path(dir_okay=False), default=None,
               help="結果を既定の較正ファイル（calibration.json）としても書き出す")
-def calibrate_cmd(queries, as_json, write_default):
+@click.option("--target-precision", type=click.FloatRange(0.5, 1.0), default=None,
+              help="直接回答の正答率の目標（交差検証で評価。既定 0.95）")
+def calibrate_cmd(queries, as_json, write_default, target_precision):
     """評価用CSVで融合の重みと回答しきい値を調整し、データベースに保存する。"""
     from . import confidence, service
 
     settings, db = _ctx()
     rows = service.read_queries(queries)
-    cal = service.calibrate(db, settings, rows, source=queries)
+    target = target_precision if target_precision is not None else confidence.DIRECT_PRECISION_TARGET
+    cal = service.calibrate(db, settings, rows, source=queries, target_precision=target)
     _audit(db, "faq_calibrate", "chat_calibration", "latest", n=len(rows))
     if write_default:
         with open(write_default, "w", encoding="utf-8") as fh:
@@ -144,7 +147,7 @@ def calibrate_cmd(queries, as_json, write_default):
     click.echo(f"重み: かな {cal.w_kana:.2f} / 回答文 {cal.w_answer:.2f}")
     if cal.answer_model:
         click.echo(f"直接回答のしきい値（正答確率）: {cal.t_answer:.3f}"
-                   f"（目標の正答率 {confidence.DIRECT_PRECISION_TARGET:.0%}）")
+                   f"（目標の正答率 {target:.0%}）")
     else:
         click.echo(f"しきい値: スコア {cal.t_score:.3f} / 差 {cal.t_margin:.3f} / 類似度 {cal.t_dense:.3f}"
                    f" / 対象外 {cal.t_oos:.3f}")

@@ -391,14 +391,15 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
     return out
 
 
-def calibrate(db, settings, rows: list[EvalRow], *, store: bool = True,
-              source: str = "") -> Calibration:
+def calibrate(db, settings, rows: list[EvalRow], *, store: bool = True, source: str = "",
+              target_precision: float = confidence.DIRECT_PRECISION_TARGET) -> Calibration:
     known = {f["faq_id"] for f in storage.list_faqs(db)}
     unknown = sorted({r.faq_id for r in rows if r.faq_id and r.faq_id not in known})
     if unknown:
         raise InvalidInput(f"評価用CSVに、登録されていないFAQ番号があります: {', '.join(unknown[:10])}")
     qs = query_scores(db, settings, rows)
-    cal = confidence.calibrate(qs, model=get_embedder(embedding_spec(settings)).name)
+    cal = confidence.calibrate(qs, model=get_embedder(embedding_spec(settings)).name,
+                               target_precision=target_precision)
     if store:
         storage.save_calibration(db, cal.to_dict(), source=source)
     return cal

@@ -58,10 +58,12 @@ def test_calibrate_then_eval_json(home, tmp_path):
     q.write_text("query,faq_id,style\n住民票ってコンビニで取れる？,T01,plain\n粗大ゴミ 出し方,T02,kw\n"
                  "国保に入りたい,T07,plain\n体育館を借りたい,T12,plain\n避難所の場所,T11,kw\n"
                  "今日の天気は？,,oos\n好きな映画は何ですか,,oos\n東京都の人口は,,oos\n", encoding="utf-8")
-    r = _cli(home, "calibrate", str(q), "--json")
+    r = _cli(home, "calibrate", str(q), "--json", "--target-precision", "0.9")
     assert r.returncode == 0, r.stderr
     cal = json.loads(r.stdout)
     assert 0 <= cal["w_lex"] <= 1 and cal["n_queries"] == 8
+    # cross-validated direct answers meet the requested precision on the calibration queries
+    assert cal["answer_model"] and cal["metrics"]["direct_precision"] >= 0.9
     r = _cli(home, "eval", str(q), "--json")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 1
