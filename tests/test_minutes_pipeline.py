@@ -137,6 +137,54 @@ def test_resume_from_offset_continues_indexes(result, settings):
     assert cer(_text(resumed, "raw_text"), REF_RAW) <= 0.25
 
 
+@pytest.fixture(scope="module")
+def sequential(settings, gloss):
+    draft, segments, stats = pipeline.run(
+        settings, DATA / "short_meeting.mp3",
+        options=pipeline.PipelineOptions(glossary=gloss, mode="sequential"))
+    return draft, segments, stats
+
+
+def test_batched_default_and_sequential_mode(result, sequential, settings):
+    """The default transcription mode is batched (beam 2); the sequential mode (beam 5,
+    previous-text conditioning) stays available through the settings and gives the same quality."""
+    opts = pipeline.PipelineOptions().transcribe_options(settings)
+    assert (opts.mode, opts.beam_size, opts.batch_size) == ("batched", 2, 8)
+    env = load_settings(environ={"NIIZA_AI_WHISPER_MODE": "sequential"}, home=settings.home)
+    seq_opts = pipeline.PipelineOptions().transcribe_options(env)
+    assert (seq_opts.mode, seq_opts.beam_size) == ("sequential", 5)
+    draft, segments, _, _ = result
+    seq_draft, seq_segments, _ = sequential
+    batched_cer = cer(_text(draft, "text"), REF_CLEAN)
+    seq_cer = cer(_text(seq_draft, "text"), REF_CLEAN)
+    print(f"整文 CER batched {batched_cer:.3f} sequential {seq_cer:.3f}")
+    assert seq_cer <= 0.16 and batched_cer <= 0.16
+    for segs in (segments, seq_segments):
+        assert [s.index for s in segs] == list(range(len(segs)))
+        assert all(s.words and s.start <= s.words[0].start <= s.words[-1].end <= s.end for s in segs)
+        assert all(a.start <= b.start for a, b in zip(segs, segs[1:]))
+    # batched segments end at pauses: none is longer than a sequential Whisper segment can be
+    assert max(s.end - s.start for s in segments) <= 30.0
+
+
+def test_batched_window_that_fails_is_decoded_again_sequentially(settings, caplog):
+    """A window whose batched decode looks failed (here: every window, by raising the
+    log-probability bar to 0) is decoded again by the sequential path, with the same result quality."""
+    import logging
+
+    from minutes.model import get_model
+    from minutes.transcribe import TranscribeOptions, transcribe
+
+    prepared = pipeline.prepare(DATA / "short_meeting.mp3")
+    model, _ = get_model(settings)
+    with caplog.at_level(logging.INFO, logger="minutes.transcribe"):
+        segs = list(transcribe(model, prepared.audio, regions=prepared.regions, options=TranscribeOptions(
+            mode="batched", beam_size=2, fallback_logprob=0.0)))
+    assert sum("re-decoding it sequentially" in r.getMessage() for r in caplog.records) >= 2
+    assert [s.index for s in segs] == list(range(len(segs)))
+    assert cer("".join(s.text for s in segs), REF_RAW) <= 0.2
+
+
 def test_noise_only_gives_no_text(settings):
     rng = np.random.default_rng(0)
     noise = (rng.standard_normal(16000 * 8) * 0.003).astype(np.float32)

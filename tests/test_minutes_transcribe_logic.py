@@ -94,3 +94,59 @@ def test_resume_offset_skips_decoded_audio():
                            options=TranscribeOptions(fill_gaps=False)))
     assert segs[0].index == 7 and segs[0].start >= 32.0
     assert abs(model.calls[0][0] - 8.3) < 0.05  # 32 .. 40.3 only
+
+
+# --- batched mode: window planning and segment splitting (pure logic) -------------------------
+
+def test_split_long_region_cuts_at_the_longest_silence_in_the_second_half():
+    from minutes.transcribe import split_long_region
+
+    fine = [SpeechRegion(0, 5), SpeechRegion(5.2, 14), SpeechRegion(15.0, 22), SpeechRegion(22.3, 40)]
+    parts = split_long_region(SpeechRegion(0, 40), fine, 20.0)
+    # silences inside the first 20 s: 5.0-5.2 (first half, short) and 14.0-15.0 → cut at 14.5
+    assert parts[0] == SpeechRegion(0, 14.5)
+    assert all(p.end - p.start <= 20.0 + 1e-6 for p in parts)
+    assert parts[-1].end == 40 and all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    # no silence at all: hard cuts at the limit
+    hard = split_long_region(SpeechRegion(0, 50), [SpeechRegion(0, 50)], 20.0)
+    assert [(p.start, p.end) for p in hard] == [(0, 20.0), (20.0, 40.0), (40.0, 50)]
+
+
+def test_plan_windows_packs_fine_regions_without_the_silences():
+    from minutes.transcribe import plan_windows
+
+    fine = [SpeechRegion(1, 6), SpeechRegion(6.5, 12), SpeechRegion(40, 48), SpeechRegion(48.4, 60),
+            SpeechRegion(100, 104)]
+    block = [SpeechRegion(0.7, 12.3), SpeechRegion(39.7, 60.3), SpeechRegion(99.7, 104.3)]
+    wins = plan_windows(block, fine, 29.5, 1.0)
+    pieces = [r for w in wins for r in w]
+    # only the speech (fine regions) is sent, in order, never a second of the long silences
+    assert pieces == fine
+    for w in wins:
+        length = sum(r.end - r.start for r in w) + sum(
+            min(b.start - a.end, 1.0) for a, b in zip(w, w[1:]))
+        assert length <= 29.5 + 1e-6
+    # 5.0 + 0.5 + 5.5 + 1.0 + 8.0 = 20 s fit in the first window; 0.4 + 11.6 would overflow it
+    assert wins[0] == fine[:3] and wins[1] == fine[3:]
+    # a resume offset inside the block: only what follows it
+    later = plan_windows([SpeechRegion(50.0, 60.3), SpeechRegion(99.7, 104.3)], fine, 29.5, 1.0)
+    assert [r for w in later for r in w] == [SpeechRegion(50.0, 60), SpeechRegion(100, 104)]
+
+
+def test_batched_segment_is_split_at_joins_and_at_pauses():
+    from minutes.transcribe import _convert_split, _Piece
+
+    # two pieces concatenated with 1 s between them: recording 10..14 → 0..4, 30..36 → 5..11
+    pieces = [_Piece(10.0, 0.0, 4.0), _Piece(30.0, 5.0, 6.0)]
+    seg = fw_seg(0.2, 10.8, "ただいまから開会しますたなか委員")
+    fine = [SpeechRegion(10, 12), SpeechRegion(12.5, 14), SpeechRegion(30, 36)]
+    out = _convert_split(seg, pieces, fine)
+    # split where the words cross into the second piece, and at the pause between 12 and 12.5
+    assert len(out) == 3
+    for seg_out, region in zip(out, fine):  # every word (by its middle) in its segment's region
+        assert all(region.start <= (w.start + w.end) / 2 <= region.end for w in seg_out.words)
+    assert out[2].start >= 30.0 and out[2].end <= 36.0
+    assert "".join(s.text for s in out) == "ただいまから開会しますたなか委員"
+    assert all(s.words and s.words[0].start == s.start for s in out)
+    # without fine regions only the join splits
+    assert len(_convert_split(seg, pieces)) == 2
