@@ -33,6 +33,7 @@ _HEADERS_REPLACE = {("wrong", "right"), ("誤", "正"), ("誤り", "正しい"),
 MAX_ENTRIES = 5000
 # a corrected span never starts (and, when fuzzy, never ends) with these: particles stay put
 _NO_START = ("補助記号", "助詞", "助動詞", "接尾辞")
+_MIN_KANA_START_READING = 6  # kana of a term that may start on a kana particle (exact reading)
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,10 @@ def _surface_close(a: str, b: str) -> bool:
     return common * 2 >= max(len(a), len(b))
 
 
-def _best_window(t: Term, i: int, morphs, readings, surfaces, term_surfaces) -> tuple[int, Term] | None:
+def _best_window(t: Term, i: int, morphs, readings, surfaces, term_surfaces,
+                 exact_only: bool = False) -> tuple[int, Term] | None:
     """The morpheme window starting at ``i`` that spells ``t`` (exactly, by reading, or fuzzily)."""
-    limit = _allowed_distance(len(t.reading))
+    limit = 0 if exact_only else _allowed_distance(len(t.reading))
     ends_in_kana = bool(_KANA_RE.match(t.surface[-1]))
     acc = ""
     fuzzy: tuple[int, int, int] | None = None  # (distance, length gap, j)
@@ -199,6 +201,15 @@ def _match_terms(text: str, terms: list[Term]) -> str:
                 best = _best_window(t, i, morphs, readings, surfaces, term_surfaces)
                 if best:
                     break
+        elif _KANA_RE.match(surfaces[i]):
+            # A term Whisper wrote in kana is often cut into particles by Sudachi (かけつすべき →
+            # か/けつ/す/べき): a kana "particle" may start a term when the whole reading matches
+            # exactly and is long enough not to be a coincidence.
+            for t in by_reading.get(readings[i][:1], []):
+                if len(t.reading) >= _MIN_KANA_START_READING:
+                    best = _best_window(t, i, morphs, readings, surfaces, term_surfaces, exact_only=True)
+                    if best:
+                        break
         if best:
             j, t = best
             out.append(t.surface)

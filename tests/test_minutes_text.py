@@ -179,3 +179,18 @@ def test_key_points_by_decision_and_assignment_cues():
                     header=MinutesHeader.from_dict({"title": "文教厚生委員会", "attendees": "委員長、佐藤委員"}))
     assert d.header.attendees == ["委員長", "佐藤委員"]
     assert d.to_dict()["utterances"][0]["raw_text"].startswith("えー")
+
+
+def test_glossary_term_written_in_kana_that_starts_on_a_particle():
+    """Sudachi cuts a kana-written term into particles (かけつすべき → か/けつ/す/べき); an exact
+    reading match of a long term may still start there, a short or inexact one may not."""
+    council = glossary.council_terms()
+    assert glossary.apply(council, "原案の通りかけつすべきものと決定") == "原案のとおり可決すべきものと決定"
+    assert glossary.apply(council, "会議がかいかいいたしますと") == "会議が開会いたしますと"
+    g = glossary.parse("term,reading\n保育所,ほいくじょ\n可決すべきもの,かけつすべきもの\n")
+    # short term: a particle before it is never taken into the term
+    assert glossary.apply(g, "のほいくじょ") == "の保育所"
+    # inexact reading: no fuzzy match from a particle start
+    assert glossary.apply(g, "原案の通りかけつすべきでない") == "原案の通りかけつすべきでない"
+    # a real particle followed by other words is left alone
+    assert glossary.apply(g, "これがかけつ") == "これがかけつ"
