@@ -413,6 +413,18 @@ def bootstrap(db, settings, echo=print) -> None:
     res = ensure_sample_faq(db, settings)
     if res:
         echo(f"サンプルFAQを読み込みました（{res['created']}件、サンプルデータ）。")
+    missing = missing_answer_vectors(db)
+    if missing:
+        echo(f"回答文を含むベクトルが未計算のFAQが{missing}件あります（以前の版のデータベース）。"
+             "`niiza-ai faq reindex` を実行してください。")
+
+
+def missing_answer_vectors(db) -> int:
+    """FAQs that have a question vector but no question + answer vector of the same model (a
+    database made before chat migration v5, until `faq reindex`)."""
+    return db.conn.execute(
+        "SELECT count(*) FROM chat_faq_vector v WHERE NOT EXISTS (SELECT 1 FROM"
+        " chat_faq_answer_vector a WHERE a.faq_id = v.faq_id AND a.model = v.model)").fetchone()[0]
 
 
 def on_startup(settings):

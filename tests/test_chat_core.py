@@ -295,3 +295,19 @@ def test_log_stores_masked_message_only(small):
 def test_personal_case_wording(text, personal):
     from chatbot.retrieval import PERSONAL_RE
     assert bool(PERSONAL_RE.search(text)) is personal
+
+
+def test_upgraded_database_is_told_to_reindex_and_reindex_fills_answer_vectors(tmp_path):
+    settings, db = make_db(tmp_path)
+    assert service.missing_answer_vectors(db) == 0
+    db.conn.execute("DELETE FROM chat_faq_answer_vector")  # as a database made before v5
+    n = storage.count_faqs(db)
+    assert service.missing_answer_vectors(db) == n
+    lines = []
+    service.bootstrap(db, settings, echo=lines.append)
+    assert any("faq reindex" in x and str(n) in x for x in lines)
+    assert service.reindex(db, settings) == n  # only the missing kind is embedded
+    assert service.missing_answer_vectors(db) == 0
+    lines.clear()
+    service.bootstrap(db, settings, echo=lines.append)
+    assert lines == []
