@@ -129,8 +129,11 @@ def decide(top: float, margin: float, top_dense: float, cal: Calibration,
            feats: dict | None = None) -> Decision:
     p = cal.p_in_scope(feats)
     if cal.answer_model:
-        conf = cal.p_answer(feats)  # probability that the top FAQ is the right one
-        direct = conf >= cal.t_answer
+        pa = cal.p_answer(feats)  # model score that the top FAQ is the right one
+        direct = pa >= cal.t_answer
+        # shown confidence: monotone in pa, 0.5 exactly at the cut (≥ 0.5 only for direct answers)
+        t = min(max(cal.t_answer, 1e-6), 1 - 1e-6)
+        conf = 0.5 + 0.5 * (pa - t) / (1 - t) if direct else 0.5 * pa / t
     else:
         conf = 1.0 / (1.0 + math.exp(-3.0 * (top - cal.t_score)))
         conf = min(conf, p) if cal.oos_model else conf
