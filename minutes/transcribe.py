@@ -380,28 +380,43 @@ def _compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def _convert_split(s, pieces: list[_Piece], fine: list[SpeechRegion] | None = None) -> list[Segment]:
-    """One batched Whisper segment → segments that never cross a concatenation join (the regions
-    on either side are separated by real silence in the recording, often a change of speaker) nor,
-    when ``fine`` is given, a silence between two fine VAD regions (a pause: Whisper's own segment
-    timestamps are not there when a window is decoded without timestamps)."""
+_SENTENCE_END = tuple("。．.？?！!")
+
+
+def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pause_s: float = 0.0,
+                   max_s: float = 10.0) -> list[Segment]:
+    """One batched Whisper segment (a whole window when decoded without timestamps) → segments.
+
+    A new segment starts where the words cross from one concatenated piece (a fine VAD region) to
+    the next and the real pause between them is at least ``pause_s``, or the last word ends a
+    sentence (。？！, Whisper's own punctuation) after ``sentence_pause_s``, or the segment is already
+    ``max_s`` long: about the sentence-sized segments Whisper's timestamps give in the sequential
+    mode. Fragments at every short pause would make units too short for the speaker clustering.
+    """
     if not s.words:
         return [_convert(s, pieces, -1)]
-    fine_starts = [r.start for r in fine] if fine else []
-    groups: list[tuple[tuple[int, int], list]] = []
+    groups: list[list[tuple[int, object]]] = []  # [(piece index, word)]
     for w in s.words:
         i = _piece_index((w.start + w.end) / 2, pieces)
-        key = (i, bisect.bisect_right(fine_starts, _to_original((w.start + w.end) / 2, pieces, i))
-               if fine_starts else 0)
-        if groups and groups[-1][0] == key:
-            groups[-1][1].append(w)
-        else:
-            groups.append((key, [w]))
+        if groups:
+            prev_i, prev_w = groups[-1][-1]
+            if prev_i == i:
+                groups[-1].append((i, w))
+                continue
+            prev = pieces[prev_i]
+            pause = pieces[i].orig_start - (prev.orig_start + prev.duration)
+            first_i, first_w = groups[-1][0]
+            span = _to_original(w.start, pieces, i) - _to_original(first_w.start, pieces, first_i)
+            sentence_end = str(prev_w.word).strip().endswith(_SENTENCE_END)
+            if not (pause >= pause_s or span >= max_s or (sentence_end and pause >= sentence_pause_s)):
+                groups[-1].append((i, w))
+                continue
+        groups.append([(i, w)])
     out: list[Segment] = []
-    for (i, _f), ws in groups:
+    for group in groups:
         words = [Word(round(float(_to_original(w.start, pieces, i)), 3),
                       round(float(_to_original(w.end, pieces, i)), 3),
-                      str(w.word), round(float(w.probability), 4)) for w in ws]
+                      str(w.word), round(float(w.probability), 4)) for i, w in group]
         text = "".join(w.text for w in words).strip()
         if not text:
             continue
@@ -477,8 +492,7 @@ def _batched(model, audio: np.ndarray, opts: TranscribeOptions, blocks, fine: li
                              "sequentially", win[0].start)
                     segs = [seg for seg, _done in run_block(win, False)]
                 else:
-                    segs = [seg for s in fws for seg in _convert_split(
-                        s, pieces, None if opts.batch_timestamps else fine)]
+                    segs = [seg for s in fws for seg in _convert_split(s, pieces)]
                 if fine:
                     for seg in segs:
                         snap_to_speech(seg, fine)

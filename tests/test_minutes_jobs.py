@@ -286,9 +286,13 @@ def test_taken_over_job_refuses_the_old_workers_writes(db, settings):
 
 
 def test_graceful_stop_hands_job_back(db, settings):
+    import dataclasses
+
     meeting_id, job_id = _queue(db, settings)
     from minutes.worker import start_thread
-    stop = start_thread(settings, WorkerConfig(poll_s=0.1))
+    # sequential mode: segments arrive one by one (batched mode yields the whole short fixture in
+    # one batch, so the job would finish before the stop lands)
+    stop = start_thread(dataclasses.replace(settings, whisper_mode="sequential"), WorkerConfig(poll_s=0.1))
     deadline = time.time() + 60
     while time.time() < deadline and storage.segment_stats(db, job_id)[0] < 1:
         time.sleep(0.05)

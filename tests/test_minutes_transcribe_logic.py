@@ -133,20 +133,27 @@ def test_plan_windows_packs_fine_regions_without_the_silences():
     assert [r for w in later for r in w] == [SpeechRegion(50.0, 60), SpeechRegion(100, 104)]
 
 
-def test_batched_segment_is_split_at_joins_and_at_pauses():
+def test_batched_segment_is_split_at_long_pauses_and_sentence_ends():
     from minutes.transcribe import _convert_split, _Piece
 
-    # two pieces concatenated with 1 s between them: recording 10..14 → 0..4, 30..36 → 5..11
-    pieces = [_Piece(10.0, 0.0, 4.0), _Piece(30.0, 5.0, 6.0)]
-    seg = fw_seg(0.2, 10.8, "ただいまから開会しますたなか委員")
-    fine = [SpeechRegion(10, 12), SpeechRegion(12.5, 14), SpeechRegion(30, 36)]
-    out = _convert_split(seg, pieces, fine)
-    # split where the words cross into the second piece, and at the pause between 12 and 12.5
-    assert len(out) == 3
-    for seg_out, region in zip(out, fine):  # every word (by its middle) in its segment's region
-        assert all(region.start <= (w.start + w.end) / 2 <= region.end for w in seg_out.words)
-    assert out[2].start >= 30.0 and out[2].end <= 36.0
-    assert "".join(s.text for s in out) == "ただいまから開会しますたなか委員"
-    assert all(s.words and s.words[0].start == s.start for s in out)
-    # without fine regions only the join splits
-    assert len(_convert_split(seg, pieces)) == 2
+    # three fine regions packed into one window: recording 10..12 → 0..2, 12.3..14 → 2.3..4
+    # (a 0.3 s pause, kept), 30..36 → 5..11 (an 16 s pause, capped at 1 s in the window)
+    pieces = [_Piece(10.0, 0.0, 2.0), _Piece(12.3, 2.3, 1.7), _Piece(30.0, 5.0, 6.0)]
+    seg = fw_seg(0.1, 10.9, "ただいまから開会しますたなか委員どうぞ")
+    out = _convert_split(seg, pieces)
+    # the short pause stays inside a segment, the long one splits it
+    assert len(out) == 2
+    assert out[0].start >= 10.0 and out[0].end <= 14.0 + 1e-6
+    assert out[1].start >= 30.0 and out[1].end <= 36.0 + 1e-6
+    assert "".join(s.text for s in out) == "ただいまから開会しますたなか委員どうぞ"
+    for s_out in out:  # every word mapped into one of the recording's speech regions
+        assert all(any(p.orig_start - 1e-6 <= w.start <= w.end <= p.orig_start + p.duration + 1e-6
+                       for p in pieces) for w in s_out.words)
+    # a sentence end (Whisper's 。) before a short pause also starts a new segment
+    words = [SimpleNamespace(start=0.2, end=1.9, word="開会します。", probability=0.9),
+             SimpleNamespace(start=2.4, end=3.9, word="田中委員", probability=0.9)]
+    sent = SimpleNamespace(start=0.0, end=4.0, text="開会します。田中委員", words=words, avg_logprob=-0.2,
+                           compression_ratio=1.0, no_speech_prob=0.01, temperature=0.0)
+    assert [s.text for s in _convert_split(sent, pieces)] == ["開会します。", "田中委員"]
+    # a long turn is cut after max_s even without pauses
+    assert len(_convert_split(seg, pieces, pause_s=99.0, max_s=3.0)) == 2
