@@ -14,6 +14,17 @@ _KATAKANA = "ァ-ヺー"
 _LONG_VOWEL_RE = re.compile(f"(?<=[{_KATAKANA}])[{re.escape(_LONG_VOWEL_LIKE)}]+")
 _REPEATED_LONG_RE = re.compile("ー{2,}")
 _SPACE_RE = re.compile(r"\s+")
+# Kanji that look like katakana, typed by mistake inside katakana words (コンビ二, センタ一,
+# カ口リー, 力ード): replaced when the word around them is katakana — after a katakana and not
+# followed by a kanji or digit (ホ一ム, コンビ二), or before a katakana and not after a kanji
+# (力ード). A kanji word next to katakana keeps its kanji: データ一覧, ガス工事, 出口ドア, and a
+# numeral before つ/ケ/カ stays a numeral (ボタン一つ, 一ヶ月, 二カ所, 八ヶ岳).
+_KANJI_LOOKALIKE = {"一": "ー", "二": "ニ", "口": "ロ", "力": "カ", "工": "エ", "夕": "タ",
+                    "卜": "ト", "八": "ハ"}
+_LOOKALIKE_CLASS = "".join(_KANJI_LOOKALIKE)
+_LOOKALIKE_RE = re.compile(
+    f"(?:(?<=[{_KATAKANA}])[{_LOOKALIKE_CLASS}](?![\u3400-\u9fff0-9つケカヶヵ])"
+    f"|(?<![\u3400-\u9fff])[{_LOOKALIKE_CLASS}](?![ケカヶヵ])(?=[{_KATAKANA}]))")
 # Wave dashes and tildes between numbers/words: unify to one form (used in ranges 9時〜17時).
 _WAVE_RE = re.compile("[~〜～]")
 
@@ -48,6 +59,7 @@ def normalize(text: str, *, lowercase: bool = True, variants: bool = True) -> st
 
     - NFKC: full-width ASCII → half-width, half-width kana → full-width, ① → 1, ㈱ → (株)
     - long-vowel marks: dashes/tildes after katakana → ー, ーー → ー
+    - kanji typed for look-alike katakana inside katakana words → katakana (コンビ二 → コンビニ)
     - whitespace: any run (incl. ideographic space) → one ASCII space, trimmed
     - common okurigana 表記ゆれ (申し込み → 申込, 手続き → 手続, ...) when ``variants``
     - ASCII lower-cased when ``lowercase``
@@ -57,6 +69,7 @@ def normalize(text: str, *, lowercase: bool = True, variants: bool = True) -> st
     s = text.replace("\u301c", "~").replace("\uff5e", "~")  # keep wave dash distinct before NFKC
     s = unicodedata.normalize("NFKC", s)
     s = _LONG_VOWEL_RE.sub("ー", s)
+    s = _LOOKALIKE_RE.sub(lambda m: _KANJI_LOOKALIKE[m.group(0)], s)
     s = _REPEATED_LONG_RE.sub("ー", s)
     s = _WAVE_RE.sub("~", s)
     if variants:

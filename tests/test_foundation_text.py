@@ -17,6 +17,11 @@ from shared.text import katakana_to_hiragana, normalize, strip_punctuation
     ("  住民票\n\tの写し ", "住民票 の写し"),
     ("①番窓口", "1番窓口"),
     ("9時〜17時", "9時~17時"),
+    ("コンビ二で住民票", "コンビニで住民票"),                    # kanji 二 for katakana ニ
+    ("センタ一に行く", "センターに行く"),                        # kanji 一 for ー
+    ("カ口リー", "カロリー"),
+    ("力ードの更新", "カードの更新"),
+    ("ホ一ムページ", "ホームページ"),
 ])
 def test_normalize_examples(raw, expected):
     assert normalize(raw) == expected
@@ -27,6 +32,12 @@ def test_normalize_keeps_meaning_words():
     assert normalize("A-1") == "a-1"
     assert normalize("コンビニ〜") == "コンビニ~"
     assert normalize("") == ""
+    # kanji next to katakana that belong to a kanji word stay kanji
+    for word in ("データ一覧", "ガス工事", "出口ドア", "メール一通", "ボランティア八人", "一万円",
+                 "二次元コード", "入口", "人口", "努力"):
+        assert normalize(word) == word
+    assert normalize("一ヶ月") == "一ケ月" and normalize("二カ所") == "二カ所"
+    assert normalize("八ヶ岳") == "八ケ岳" and normalize("ボタン一つで通報") == "ボタン一つで通報"
 
 
 def test_strip_punctuation_for_cer():
