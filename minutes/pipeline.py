@@ -188,7 +188,7 @@ def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,
     if diarization:
         kept = _split_by_speaker(kept, diarization)
         seg_speakers = speakers.relabel_in_order(
-            [x or "?" for x in speakers.assign_by_overlap(kept, diarization)])
+            [x or "?" for x in speakers.assign_by_overlap(kept, diarization)])  # "?": no turns at all
         turns: list[list[Segment]] = []
         labels: list[str] = []
         for seg, spk in zip(kept, seg_speakers):

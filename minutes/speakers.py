@@ -13,6 +13,8 @@ extra), :func:`assign_by_overlap` gives each segment the speaker whose turns ove
 """
 from __future__ import annotations
 
+import bisect
+
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -193,15 +195,30 @@ def cluster_turns(audio: np.ndarray | None, turns: Sequence[Sequence[Segment]], 
 # --- diarization output -------------------------------------------------------------------------
 
 def assign_by_overlap(segments: Sequence[Segment], turns: Sequence[SpeakerTurn]) -> list[str]:
-    """For each segment, the diarization speaker overlapping it most ("" when none overlaps)."""
+    """For each segment, the diarization speaker overlapping it most; a segment that overlaps no
+    turn (a short 「えー」 between turns, a zero-length word) gets the speaker of the nearest turn in
+    time, so it never becomes a speaker of its own. "" only when there are no turns at all."""
+    ordered = sorted(turns, key=lambda t: t.start)
+    starts = [t.start for t in ordered]
+    longest = max((t.end - t.start for t in ordered), default=0.0)
     out = []
     for seg in segments:
+        # turns starting before seg.end and not ending before seg.start - longest cannot overlap
+        hi = bisect.bisect_left(starts, seg.end)
+        lo = bisect.bisect_left(starts, seg.start - longest)
         score: dict[str, float] = {}
-        for t in turns:
+        for t in ordered[lo:hi]:
             ov = min(seg.end, t.end) - max(seg.start, t.start)
             if ov > 0:
                 score[t.speaker] = score.get(t.speaker, 0.0) + ov
-        out.append(max(score, key=score.get) if score else "")
+        if score:
+            out.append(max(score, key=score.get))
+            continue
+        if not ordered:
+            out.append("")
+            continue
+        gap = [max(t.start - seg.end, seg.start - t.end) for t in ordered]  # rare: scan all
+        out.append(ordered[gap.index(min(gap))].speaker)
     return out
 
 

@@ -70,8 +70,14 @@ def test_assign_by_overlap_and_relabel():
     segs = [_seg(0, 0, 2), _seg(1, 2, 5), _seg(2, 9, 10)]
     dia = [speakers.SpeakerTurn(0, 2.5, "SPK_07"), speakers.SpeakerTurn(2.5, 6, "SPK_02")]
     got = speakers.assign_by_overlap(segs, dia)
-    assert got == ["SPK_07", "SPK_02", ""]
-    assert speakers.relabel_in_order(got) == ["話者1", "話者2", "話者3"]
+    # a segment overlapping no turn takes the nearest turn's speaker, never a speaker of its own
+    assert got == ["SPK_07", "SPK_02", "SPK_02"]
+    assert speakers.relabel_in_order(got) == ["話者1", "話者2", "話者2"]
+    # a zero-length 「えー」 in a pause between two turns goes to the closer one
+    dia2 = [speakers.SpeakerTurn(0, 3, "A"), speakers.SpeakerTurn(8, 9, "B"), speakers.SpeakerTurn(1, 7.5, "C")]
+    assert speakers.assign_by_overlap([_seg(3, 7.6, 7.6), _seg(4, 3.2, 3.2)], dia2) == ["C", "C"]
+    assert speakers.assign_by_overlap([_seg(5, 8.6, 8.6)], dia2) == ["B"]
+    assert speakers.assign_by_overlap(segs, []) == ["", "", ""]
 
 
 def test_rename_and_merge_for_the_whole_meeting():
