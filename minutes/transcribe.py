@@ -388,7 +388,8 @@ def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pa
     """One batched Whisper segment (a whole window when decoded without timestamps) → segments.
 
     A new segment starts where the words cross from one concatenated piece (a fine VAD region) to
-    the next and the real pause between them is at least ``pause_s``, or the last word ends a
+    the next and the real pause between them is at least ``pause_s`` (inside a piece longer than
+    ``max_s``, e.g. without VAD: the gap between the words), or the last word ends a
     sentence (。？！, Whisper's own punctuation) after ``sentence_pause_s``, or the segment is already
     ``max_s`` long: about the sentence-sized segments Whisper's timestamps give in the sequential
     mode. Fragments at every short pause would make units too short for the speaker clustering.
@@ -400,8 +401,14 @@ def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pa
         i = _piece_index((w.start + w.end) / 2, pieces)
         if groups:
             prev_i, prev_w = groups[-1][-1]
-            if prev_i == i:
-                groups[-1].append((i, w))
+            if prev_i == i:  # same piece (no VAD silence between): only a long gap between words
+                # or a long segment, and only in a piece longer than max_s (no VAD, or a long region)
+                pause = w.start - prev_w.end
+                if pieces[i].duration <= max_s or pause < pause_s and _to_original(w.start, pieces, i) - _to_original(
+                        groups[-1][0][1].start, pieces, groups[-1][0][0]) < max_s:
+                    groups[-1].append((i, w))
+                    continue
+                groups.append([(i, w)])
                 continue
             prev = pieces[prev_i]
             pause = pieces[i].orig_start - (prev.orig_start + prev.duration)

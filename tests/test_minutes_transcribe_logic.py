@@ -156,4 +156,14 @@ def test_batched_segment_is_split_at_long_pauses_and_sentence_ends():
                            compression_ratio=1.0, no_speech_prob=0.01, temperature=0.0)
     assert [s.text for s in _convert_split(sent, pieces)] == ["開会します。", "田中委員"]
     # a long turn is cut after max_s even without pauses
-    assert len(_convert_split(seg, pieces, pause_s=99.0, max_s=3.0)) == 2
+    parts = _convert_split(seg, pieces, pause_s=99.0, max_s=3.0)
+    # checked where words cross a piece (or inside a piece longer than max_s): ≤ max_s + one piece
+    assert len(parts) >= 3 and all(x.end - x.start <= 3.0 + 2.0 for x in parts)
+    # one piece (no VAD): a long gap between two words splits too
+    gap_words = [SimpleNamespace(start=0.2, end=1.9, word="開会します", probability=0.9),
+                 SimpleNamespace(start=3.0, end=3.9, word="次に", probability=0.9)]
+    one = SimpleNamespace(start=0.0, end=4.0, text="開会します次に", words=gap_words, avg_logprob=-0.2,
+                          compression_ratio=1.0, no_speech_prob=0.01, temperature=0.0)
+    assert [x.text for x in _convert_split(one, [_Piece(0.0, 0.0, 5.0)], max_s=4.0)] == ["開会します", "次に"]
+    # ... but not inside a piece shorter than max_s (a VAD region: its pauses are < 0.3 s)
+    assert len(_convert_split(one, [_Piece(0.0, 0.0, 5.0)])) == 1
