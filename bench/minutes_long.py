@@ -96,15 +96,34 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+def _transcribe(cmd: list[str], env: dict, err_path: Path) -> tuple[float, float, int]:
+    """Run the CLI; (wall s, child CPU s, peak RSS kB)."""
+    t0 = time.perf_counter()
+    with open(err_path, "w", encoding="utf-8") as err:
+        child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        peak_kb = 0
+        while child.poll() is None:
+            peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
+            time.sleep(0.5)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if child.returncode != 0:
+        sys.exit(f"transcribe failed ({child.returncode}):\n{err_path.read_text(encoding='utf-8')[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, peak_kb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--format", choices=("mp3", "flac"), default="mp3")
     ap.add_argument("--keep", default=None, help="folder to keep the recording and OUT.json in")
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--score-only", action="store_true",
+                    help="with --keep: score the kept long.json again without transcribing")
     args = ap.parse_args()
 
     from minutes import metrics
+    from shared.text import strip_punctuation
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="minutes-long-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -121,36 +140,32 @@ def main() -> None:
     env = {**os.environ, "NIIZA_AI_HOME": str(home)}
     cmd = [sys.executable, "-c", "import api; api.main()", "minutes", "transcribe", str(audio_path),
            "--json", str(out_json)]
-    t0 = time.perf_counter()
     err_path = work / "transcribe.stderr.txt"
-    with open(err_path, "w", encoding="utf-8") as err:
-        child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        peak_kb = 0
-        while child.poll() is None:
-            peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
-            time.sleep(0.5)
-    wall = time.perf_counter() - t0
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stderr = err_path.read_text(encoding="utf-8")
-    if child.returncode != 0:
-        sys.exit(f"transcribe failed ({child.returncode}):\n{stderr[-3000:]}")
+    if args.score_only and out_json.exists():
+        wall, cpu_s, peak_kb = float("nan"), float("nan"), 0
+    else:
+        wall, cpu_s, peak_kb = _transcribe(cmd, env, err_path)
+    stderr = err_path.read_text(encoding="utf-8") if err_path.exists() else ""
     result = json.loads(out_json.read_text(encoding="utf-8"))
     ref = json.loads((DATA / "committee.json").read_text(encoding="utf-8"))
-    ref_text = "".join(u["text"] for u in ref["utterances"])
-    hyp_parts, ref_all = [], []
+    ref_text = "".join(u.get("clean_text", u["text"]) for u in ref["utterances"])  # 整文 reference
+    hyp_parts = []
     for start, end in copies:
         hyp_parts.append("".join(u["text"] for u in result["utterances"]
                                  if start - 1.0 <= (u["start"] + u["end"]) / 2 < end + 1.0))
-        ref_all.append(ref_text)
-    per_copy = [metrics.cer(h, ref_text) for h in hyp_parts]
+    # per copy (a full-length alignment would need a len² matrix): CER over all copies is the
+    # summed edit distance over the summed reference length
+    ref_plain = strip_punctuation(ref_text)
+    dists = [round(metrics.cer(h, ref_text) * len(ref_plain)) for h in hyp_parts]
+    per_copy = [d / len(ref_plain) for d in dists]
     duration = result["duration_s"]
     row = {
         "audio_h": duration / 3600, "format": args.format, "file_mb": audio_path.stat().st_size / 1e6,
         "build_s": build_s, "wall_s": wall, "rtf": wall / duration,
-        "cpu_per_audio_s": (usage.ru_utime + usage.ru_stime) / duration,
+        "cpu_per_audio_s": cpu_s / duration,
         "peak_mb": peak_kb / 1024, "utterances": len(result["utterances"]),
         "speakers": len({u["speaker"] for u in result["utterances"]}), "copies_scored": len(copies),
-        "cer_all": metrics.cer("".join(hyp_parts), "".join(ref_all)),
+        "cer_all": sum(dists) / (len(ref_plain) * len(dists)) if dists else float("nan"),
         "cer_copy_min": min(per_copy, default=float("nan")), "cer_copy_max": max(per_copy, default=float("nan")),
         "load": os.getloadavg()[0], "model": result["model"],
         "progress_lines": sum(1 for line in stderr.splitlines() if line.startswith("進捗")),
