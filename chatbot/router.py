@@ -2,10 +2,12 @@
 /api/chat/admin/..., and the /chat pages. Logic lives in service.py / admin.py."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
 
+import anyio
 import sqlite_utils
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -26,6 +28,7 @@ api_router = APIRouter(tags=["chat"])
 page_router = APIRouter(tags=["chat pages"], include_in_schema=False)
 admin_router = APIRouter(prefix="/admin", dependencies=[require_role("admin")], tags=["chat admin"])
 
+ASK_CONCURRENCY = 4  # answers computed at once per process
 RATE_MESSAGE = "短時間に多くの質問が送信されました。1分ほど待ってから、もう一度お試しください。"
 
 
@@ -56,6 +59,13 @@ class RateLimiter:
             q.append(now)
 
 
+def _ask_limiter(request: Request) -> anyio.CapacityLimiter:
+    limiter = getattr(request.app.state, "chat_ask_limiter", None)
+    if limiter is None:  # one per app; created in its event loop
+        limiter = request.app.state.chat_ask_limiter = anyio.CapacityLimiter(ASK_CONCURRENCY)
+    return limiter
+
+
 async def rate_limited(request: Request, settings: Settings = Depends(get_settings)) -> None:
     # async: a lock and a deque, no I/O; a sync dependency would cost a thread-pool round trip
     limiter = getattr(request.app.state, "chat_limiter", None)
@@ -82,9 +92,14 @@ class FeedbackIn(BaseModel):
 
 @api_router.post("/ask", summary="住民の質問に回答する（公開・回数制限あり）",
                  dependencies=[Depends(rate_limited)])
-def ask(body: AskIn, settings: Settings = Depends(get_settings),
-        db: sqlite_utils.Database = Depends(get_db)):
-    return service.ask(db, settings, body.message, session_id=body.session_id or "")
+async def ask(body: AskIn, request: Request, settings: Settings = Depends(get_settings),
+              db: sqlite_utils.Database = Depends(get_db)):
+    # At most a few answers are computed at once (the CPU has few cores): with one thread per
+    # request, 50 concurrent residents made ~40 threads fight over the GIL at every SQLite/numpy
+    # call, and the event loop thread starved (profiled: 3-4x slower per answer than serially).
+    return await anyio.to_thread.run_sync(
+        functools.partial(service.ask, db, settings, body.message, session_id=body.session_id or ""),
+        limiter=_ask_limiter(request))
 
 
 @api_router.post("/feedback", summary="回答が役に立ったかを記録する（公開）",

@@ -49,8 +49,12 @@ MAX_CANDIDATES = 3
 
 
 def _db_key(db: sqlite_utils.Database) -> str:
-    row = db.conn.execute("PRAGMA database_list").fetchone()
-    return row[2] or f"memory:{id(db.conn)}"
+    key = getattr(db, "_niiza_db_key", None)  # a connection's file never changes: ask once
+    if key is None:
+        row = db.conn.execute("PRAGMA database_list").fetchone()
+        key = row[2] or f"memory:{id(db.conn)}"
+        db._niiza_db_key = key
+    return key
 
 
 def embedding_spec(settings) -> str:
