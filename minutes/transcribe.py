@@ -228,6 +228,14 @@ def transcribe(
             return []
         return out
 
+    def redecode(missed: list[SpeechRegion], where: str):
+        """Speech Whisper skipped, decoded again on its own (unconditioned), snapped to speech."""
+        log.info("re-decoding %.1f s of skipped speech %s", sum(r.end - r.start for r in missed), where)
+        for gseg, gdone in run_block(missed, False):
+            if regions:
+                snap_to_speech(gseg, regions)
+            yield gseg, gdone
+
     def emit(seg: Segment):
         nonlocal index, count
         seg.index = index
@@ -237,8 +245,8 @@ def transcribe(
 
     report(start)
     if opts.mode == "batched":
-        yield from _batched(model, audio, opts, blocks, regions or [], run_block, gap_regions, emit,
-                            report, total)
+        yield from _batched(model, audio, opts, blocks, regions or [], run_block, gap_regions,
+                            redecode, emit, report, total)
         report(total)
         return
     if opts.mode != "sequential":
@@ -252,11 +260,7 @@ def transcribe(
             # 30 s window): decode skipped speech on its own before going on.
             missed = gap_regions(covered, seg.start)
             if missed:
-                log.info("re-decoding %.1f s of skipped speech before %.1f s",
-                         sum(r.end - r.start for r in missed), seg.start)
-                for gseg, gdone in run_block(missed, False):
-                    if regions:
-                        snap_to_speech(gseg, regions)
+                for gseg, gdone in redecode(missed, f"before {seg.start:.1f} s"):
                     yield emit(gseg)
                     report(min(total, gdone))
             covered = max(covered, seg.end)
@@ -264,11 +268,7 @@ def transcribe(
             report(min(total, done))
         missed = gap_regions(covered, block[-1].end)
         if missed:
-            log.info("re-decoding %.1f s of skipped speech at the end of a block",
-                     sum(r.end - r.start for r in missed))
-            for gseg, gdone in run_block(missed, False):
-                if regions:
-                    snap_to_speech(gseg, regions)
+            for gseg, gdone in redecode(missed, "at the end of a block"):
                 yield emit(gseg)
                 report(min(total, gdone))
         report(block[-1].end)
@@ -436,7 +436,7 @@ def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pa
 
 
 def _batched(model, audio: np.ndarray, opts: TranscribeOptions, blocks, fine: list[SpeechRegion],
-             run_block, gap_regions, emit, report, total: float) -> Iterator[Segment]:
+             run_block, gap_regions, redecode, emit, report, total: float) -> Iterator[Segment]:
     """Batched decoding of each block: ``batch_size`` windows per call, then per window a
     sequential re-decode when it looks like a loop / failed, and skipped speech re-decoded."""
     from faster_whisper import BatchedInferencePipeline  # noqa: PLC0415
@@ -513,12 +513,7 @@ def _batched(model, audio: np.ndarray, opts: TranscribeOptions, blocks, fine: li
                     if seg is not None:
                         covered = max(covered, seg.end)
                 if missed:
-                    log.info("re-decoding %.1f s of skipped speech in a batched window",
-                             sum(r.end - r.start for r in missed))
-                    for gseg, _done in run_block(missed, False):
-                        if fine:
-                            snap_to_speech(gseg, fine)
-                        segs.append(gseg)
+                    segs.extend(gseg for gseg, _done in redecode(missed, "in a batched window"))
                     segs.sort(key=lambda x: x.start)
                 out.extend(segs)
             for seg in out:
