@@ -23,6 +23,7 @@ FAQ = ROOT / "chatbot/data/sample_faq.csv"
 SYN = ROOT / "chatbot/data/synonyms.csv"
 DEV = ROOT / "tests/data/chat_dev_queries.csv"
 HOLD = ROOT / "tests/data/chat_holdout_queries.csv"
+HOLD2 = ROOT / "tests/data/chat_holdout2_queries.csv"  # second holdout, written later
 
 FAQ_HEADER = ["faq_id", "category", "question", "answer", "department", "contact", "url",
               "keywords", "updated_at"]
@@ -158,9 +159,14 @@ def main() -> int:
     n_syn = check_synonyms()
     dev = check_queries(DEV, faqs)
     hold = check_queries(HOLD, faqs)
-    overlap = {norm(r["query"]) for r in dev} & {norm(r["query"]) for r in hold}
-    for q in sorted(overlap):
-        err(f"query in both dev and holdout: {q}")
+    hold2 = check_queries(HOLD2, faqs) if HOLD2.exists() else []
+    sets = {"dev": dev, "holdout": hold, "holdout2": hold2}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            overlap = {norm(r["query"]) for r in sets[a]} & {norm(r["query"]) for r in sets[b]}
+            for q in sorted(overlap):
+                err(f"query in both {a} and {b}: {q}")
 
     cats = Counter(f["category"] for f in faqs.values())
     print(f"sample_faq.csv: {len(faqs)} FAQs in {len(cats)} categories")
@@ -169,6 +175,10 @@ def main() -> int:
     print(f"synonyms.csv: {n_syn} rows")
     d_in, d_cov, d_oos = summary("chat_dev_queries.csv", dev, faqs)
     h_in, h_cov, h_oos = summary("chat_holdout_queries.csv", hold, faqs)
+    if hold2:
+        h2_in, _h2_cov, h2_oos = summary("chat_holdout2_queries.csv", hold2, faqs)
+        if h2_in + h2_oos < 150 or h2_oos < 30:
+            err(f"holdout2: {h2_in + h2_oos} queries, {h2_oos} out of scope (< 150 / < 30)")
 
     if len(faqs) < 150:
         err(f"only {len(faqs)} FAQs (< 150)")
