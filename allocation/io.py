@@ -601,6 +601,10 @@ def rows_xlsx_bytes(rows: list[dict]) -> bytes:
     ws.append(RESULT_COLUMNS)
     for r in rows:
         ws.append(["" if r.get(c) is None else r.get(c) for c in RESULT_COLUMNS])
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:  # openpyxl stores a str starting with "=" as a formula: keep it text
+            if cell.data_type == "f":
+                cell.data_type = "s"
     buf = _io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

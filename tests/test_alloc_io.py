@@ -183,3 +183,20 @@ def test_load_assignment_errors(tmp_path):
 def test_rules_toml_spellings(text, expected, seed):
     r = parse_rules(text)
     assert [(t.column, t.direction) for t in r.tie_break] == expected and r.lottery_seed == seed
+
+
+def test_result_xlsx_keeps_formula_like_text_as_text():
+    """An ID or reason that starts with "=" must not become a live formula when staff open the file."""
+    import io
+
+    import openpyxl
+
+    from allocation.io import RESULT_COLUMNS, rows_xlsx_bytes
+
+    row = {c: "" for c in RESULT_COLUMNS}
+    row.update(applicant_id='=HYPERLINK("http://example.invalid","x")', reason="=1+1")
+    ws = openpyxl.load_workbook(io.BytesIO(rows_xlsx_bytes([row]))).active
+    cells = {h.value: c for h, c in zip(ws[1], ws[2])}
+    assert cells["applicant_id"].data_type == "s"
+    assert cells["applicant_id"].value == '=HYPERLINK("http://example.invalid","x")'
+    assert cells["reason"].data_type == "s" and cells["reason"].value == "=1+1"
