@@ -22,7 +22,7 @@ import sqlite_utils
 from . import storage
 from .confidence import fusion_features
 from .embed import Embedder
-from .tokenize import Synonyms, analyze, normalize, reading, tokens, trigrams
+from .tokenize import KanaLexicon, Synonyms, analyze, has_kana_word, normalize, reading, trigrams
 
 # "私の…", "私が…", "うちの…": a resident asking about their own case, which no FAQ can answer.
 PERSONAL_RE = re.compile(
@@ -92,6 +92,7 @@ class Snapshot:
     vocab: dict = field(default_factory=dict)  # term → FAQ count
     kana_vocab: dict = field(default_factory=dict)  # reading trigram → FAQ count
     built_s: float = 0.0
+    kana_lexicon: KanaLexicon | None = None  # built on first use (a query with a kana word)
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -149,6 +150,23 @@ class Retriever:
                     snap = load_snapshot(db, self.embedder)
                     self._snap = snap
         return snap
+
+    def lexicon(self, snap: Snapshot) -> KanaLexicon:
+        """The FAQ's kana → kanji lexicon (questions and keywords), built once per snapshot."""
+        lex = snap.kana_lexicon
+        if lex is None:
+            with self._lock:
+                lex = snap.kana_lexicon
+                if lex is None:
+                    lex = KanaLexicon((f["question"] + " " + (f["keywords"] or "").replace(";", " ")
+                                       for f in snap.faqs.values()), snap.synonyms)
+                    snap.kana_lexicon = lex
+        return lex
+
+    def prepare(self, snap: Snapshot, query: str) -> str:
+        """Normalised query text, words typed in kana rewritten as the FAQ writes them."""
+        norm = normalize(query)
+        return self.lexicon(snap).convert(norm) if has_kana_word(norm) else norm
 
     def query_vector(self, text: str) -> np.ndarray:
         v = self._qcache.get(text)
@@ -213,7 +231,7 @@ class Retriever:
         snap = self.snapshot(db)
         if not snap.ids:
             return Result([], ms=(time.perf_counter() - t0) * 1000)
-        norm = normalize(query)
+        norm = self.prepare(snap, query)
         an = analyze(norm, snap.synonyms)
         toks = an.tokens
         lex = self.lexical_scores(db, snap, toks) if mode != "dense" else np.zeros(len(snap.ids), np.float32)

@@ -377,13 +377,13 @@ def evaluate(db, settings, rows: list[EvalRow], *, mode: str = "hybrid",
 
 def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScores]:
     from .retrieval import _z, oos_features
-    from .tokenize import analyze, normalize
+    from .tokenize import analyze
 
     r = retriever(db, settings)
     snap = r.snapshot(db)
     out = []
     for row in rows:
-        norm = normalize(row.query)
+        norm = r.prepare(snap, row.query)
         an = analyze(norm, snap.synonyms)
         lex = r.lexical_scores(db, snap, an.tokens)
         dense = r.dense_scores(snap, norm)

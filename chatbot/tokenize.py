@@ -189,3 +189,97 @@ def _mode_c():
     from sudachipy import tokenizer as st
 
     return st.Tokenizer.SplitMode.C
+
+
+_KANJI_RE = re.compile(r"[一-龥々]")
+_HIRA_ONLY_RE = re.compile(r"[ぁ-ゖー]+")
+_KATA_ONLY_RE = re.compile(r"[ァ-ヶー]+")
+# a run of hiragana that starts the text or follows a space: a word typed in kana, not the
+# okurigana or particles after a kanji word (申請|したい, 払え|ばいいでしょうか)
+_KANA_WORD_RE = re.compile(r"(?:(?<=^)|(?<=\s))[ぁ-ゖー]{3,}")
+
+
+class KanaLexicon:
+    """Hiragana reading → the word as the FAQ writes it in kanji, to rewrite words a resident
+    typed in kana (「しゅっせいとどけ」 → 出生届, 「かいご にんてい」 → 介護 認定).
+
+    Built from the FAQ texts given (questions and keywords): every noun of Sudachi's split
+    modes C and A written with kanji, keyed by its reading (at least ``min_len`` kana), the most
+    frequent writing wins; nouns the FAQ itself writes in hiragana (ごみ, ふるさと, おむつ) map to
+    themselves so they are never rewritten; plus the synonym table's kana-only variants
+    (「こくほ」 → 国民健康保険). Only a run of hiragana at the start of the text or after a space
+    is looked at (a word typed in kana, not the okurigana or particles after a kanji word), and
+    only from its first character: the longest known reading, then the next one right after it,
+    until none matches; the rest is left as typed. Katakana words typed in hiragana
+    (「かーど」) become the FAQ's katakana the same way. The lexical side and the query embedding then
+    both see the FAQ's kanji word (e5 reads kana-only Japanese poorly)."""
+
+    MAX_READING = 16
+    _NOUNS = ("名詞", "接尾辞")
+
+    def __init__(self, texts: Iterable[str] = (), synonyms: Synonyms | None = None,
+                 min_len: int = 3):
+        from collections import Counter, defaultdict
+
+        from sudachipy import tokenizer as st
+
+        self.min_len = min_len
+        seen: dict[str, Counter] = defaultdict(Counter)
+        keep: set[str] = set()
+        tk = _sudachi()
+        for text in texts:
+            norm = normalize(text)
+            if not norm:
+                continue
+            for m in tk.tokenize(norm, st.Tokenizer.SplitMode.C):
+                pieces = [m]
+                if _KANJI_RE.search(m.surface()):
+                    sub = m.split(st.Tokenizer.SplitMode.A)
+                    if len(sub) > 1:
+                        pieces.extend(sub)
+                for p in pieces:
+                    if p.part_of_speech()[0] not in self._NOUNS:
+                        continue
+                    surf = p.surface()
+                    if _HIRA_ONLY_RE.fullmatch(surf):
+                        if len(surf) >= 2:
+                            keep.add(surf)
+                    elif _KATA_ONLY_RE.fullmatch(surf):  # カード ← かーど typed in hiragana
+                        if len(surf) >= min_len:
+                            seen[kata_to_hira(surf)][surf] += 1
+                    elif _KANJI_RE.search(surf):
+                        rd = kata_to_hira(p.reading_form())
+                        if len(rd) >= min_len and _HIRA_ONLY_RE.fullmatch(rd) and rd != surf:
+                            seen[rd][surf] += 1
+        self._map = {rd: c.most_common(1)[0][0] for rd, c in seen.items()}
+        for variant, canon in (synonyms._map.items() if synonyms else ()):
+            if len(variant) >= min_len and _HIRA_ONLY_RE.fullmatch(variant) and variant != canon:
+                self._map[variant] = canon
+        for w in keep:  # the FAQ's own hiragana words stay as they are
+            self._map[w] = w
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def _rewrite(self, run: str) -> str:
+        out, i, n = [], 0, len(run)
+        while i < n:
+            for j in range(min(n, i + self.MAX_READING), i + 1, -1):
+                t = self._map.get(run[i:j])
+                if t is not None and (j - i >= self.min_len or t == run[i:j]):
+                    out.append(t)
+                    i = j
+                    break
+            else:
+                break
+        return "".join(out) + run[i:]
+
+    def convert(self, normalized_text: str) -> str:
+        if not self._map:
+            return normalized_text
+        return _KANA_WORD_RE.sub(lambda m: self._rewrite(m.group(0)), normalized_text)
+
+
+def has_kana_word(normalized_text: str) -> bool:
+    """Whether ``KanaLexicon.convert`` could change anything (a word typed in hiragana)."""
+    return _KANA_WORD_RE.search(normalized_text) is not None

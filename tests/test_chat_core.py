@@ -10,7 +10,7 @@ from chatbot import confidence, service, storage
 from chatbot.confidence import Calibration, decide
 from chatbot.pii import mask_pii
 from chatbot.storage import Faq
-from chatbot.tokenize import Synonyms, tokens
+from chatbot.tokenize import KanaLexicon, Synonyms, normalize, tokens
 from test_chat_support import (DECOY, PARAPHRASE_QUERY, PARAPHRASE_TARGET, SMALL_FAQ,
                                SMALL_SYNONYMS, make_db)
 
@@ -47,6 +47,37 @@ def test_synonym_table_closes_the_gaps_sudachi_leaves():
     assert "保育園" in tokens("保育所の申込", SYN)
     # a canonical word containing a variant is not rewritten twice
     assert SYN.apply("マイナンバーカード") == "マイナンバーカード"
+
+
+def test_kana_words_rewritten_as_the_faq_writes_them():
+    lex = KanaLexicon(["転入届はいつまでに出せばよいですか", "要介護認定の申請", "粗大ごみの申込",
+                       "ふるさと納税をしたい", "図書館の利用カード", "市役所の開庁時間"],
+                      Synonyms({"国民健康保険": ["こくほ"]}))
+
+    def conv(q):
+        return lex.convert(normalize(q))
+
+    assert conv("てんにゅうとどけ いつまで") == "転入届 いつまで"
+    assert conv("かいご にんてい しんせい") == "介護 認定 申請"
+    assert conv("そだいごみ もうしこみ") == "粗大ごみ 申込"
+    assert conv("としょかん かーど") == "図書館 カード"
+    assert conv("こくほ はいりたい") == "国民健康保険 はいりたい"  # synonym table's kana variant
+    # the FAQ's own hiragana word stays; okurigana and particles after kanji are never touched
+    # (申請|したい must not become 申請死体, 払え|ばいいでしょうか not …消火)
+    assert conv("ふるさと納税") == "ふるさと納税"
+    assert conv("介護認定を申請したいのですが") == "介護認定を申請したいのですが"
+    assert conv("市役所は何時までですか。どうしたらいいでしょうか") == \
+        "市役所は何時までですか。どうしたらいいでしょうか"
+    assert conv("しりとりしよう") == "しりとりしよう"  # nothing the FAQ knows
+
+
+def test_kana_only_question_finds_the_kanji_faq(small):
+    settings, db = small
+    r = service.retriever(db, settings)
+    snap = r.snapshot(db)
+    assert r.prepare(snap, "こくみんけんこうほけん かにゅう") == "国民健康保険 加入"
+    res = r.search(db, "こくみんけんこうほけん かにゅう", w_kana=0.1, w_answer=0.5)
+    assert res.hits[0].faq_id == "T07"
 
 
 # --- storage: transactional writes, history, vectors ----------------------------------------
