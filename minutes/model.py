@@ -183,13 +183,26 @@ class ModelSpec:
     threads: int
     is_local: bool
     bundled: bool = False
+    # CTranslate2 replicas (``num_workers``): calls from that many Python threads run in parallel,
+    # each replica with ``threads // workers`` threads (see :func:`worker_threads`)
+    workers: int = 1
+
+    @property
+    def worker_threads(self) -> int:
+        return max(1, self.threads // max(1, self.workers))
 
 
-def resolve_model(settings: Settings, override: str | None = None) -> ModelSpec:
-    """Turn ``--model`` / ``NIIZA_AI_WHISPER_MODEL`` into a :class:`ModelSpec` (no loading)."""
+def resolve_model(settings: Settings, override: str | None = None, *, workers: int = 1) -> ModelSpec:
+    """Turn ``--model`` / ``NIIZA_AI_WHISPER_MODEL`` into a :class:`ModelSpec` (no loading).
+
+    ``workers``: CTranslate2 replicas for concurrent calls (the batched mode's
+    ``whisper_workers``); on cuda always 1 (one GPU gains little from two replicas and would hold
+    the model twice).
+    """
     value = (override if override is not None else settings.whisper_model or "").strip()
+    workers = max(1, workers) if settings.whisper_device == "cpu" else 1
     common = dict(device=settings.whisper_device, compute_type=settings.whisper_compute,
-                  threads=settings.whisper_threads)
+                  threads=settings.whisper_threads, workers=workers)
     if not value:
         folder = Path(settings.models_dir) / BUNDLED_DIRNAME
         return ModelSpec(str(folder), BUNDLED_LABEL, is_local=True, bundled=True, **common)
@@ -221,10 +234,10 @@ _cache: dict[tuple, Any] = {}
 _cache_lock = threading.Lock()
 
 
-def get_model(settings: Settings, override: str | None = None):
+def get_model(settings: Settings, override: str | None = None, *, workers: int = 1):
     """The loaded ``faster_whisper.WhisperModel`` and its :class:`ModelSpec` (cached per process)."""
-    spec = resolve_model(settings, override)
-    key = (spec.source, spec.device, spec.compute_type, spec.threads)
+    spec = resolve_model(settings, override, workers=workers)
+    key = (spec.source, spec.device, spec.compute_type, spec.threads, spec.workers)
     with _cache_lock:
         model = _cache.get(key)
         if model is None:
@@ -241,11 +254,12 @@ def _load(spec: ModelSpec, models_dir: Path):
     if spec.bundled:
         source = str(ensure_bundled_model(models_dir))
     kwargs: dict[str, Any] = dict(device=spec.device, compute_type=spec.compute_type,
-                                  cpu_threads=spec.threads)
+                                  cpu_threads=spec.worker_threads, num_workers=spec.workers)
     if not spec.is_local:
         kwargs["download_root"] = str(models_dir / "hub")
         kwargs["local_files_only"] = hub_offline()
-    log.info("loading whisper model %s on %s (%s)", spec.label, spec.device, spec.compute_type)
+    log.info("loading whisper model %s on %s (%s, %d x %d threads)", spec.label, spec.device,
+             spec.compute_type, spec.workers, spec.worker_threads)
     try:
         model = fw.WhisperModel(source, **kwargs)
     except NiizaError:

@@ -44,6 +44,7 @@ class PipelineOptions:
     block_s: float = 600.0
     mode: str | None = None  # None: settings.whisper_mode (batched | sequential)
     batch_size: int | None = None  # None: settings.whisper_batch_size
+    workers: int | None = None  # None: settings.whisper_workers (batched mode; sequential: 1)
     hallucination: hallucination.HallucinationParams = field(
         default_factory=hallucination.HallucinationParams)
     # assembly
@@ -62,7 +63,14 @@ class PipelineOptions:
         return TranscribeOptions(
             language=self.language, beam_size=self.beam_size or default_beam,
             word_timestamps=self.word_timestamps, vad=self.vad, block_s=self.block_s,
-            mode=mode, batch_size=self.batch_size or settings.whisper_batch_size)
+            mode=mode, batch_size=self.batch_size or settings.whisper_batch_size,
+            workers=self.model_workers(settings))
+
+    def model_workers(self, settings: Settings) -> int:
+        """Groups decoded at once (and CTranslate2 replicas): batched mode on cpu only."""
+        if (self.mode or settings.whisper_mode) != "batched" or settings.whisper_device != "cpu":
+            return 1
+        return max(1, self.workers or settings.whisper_workers)
 
 
 @dataclass
@@ -101,7 +109,7 @@ def iter_segments(settings: Settings, prepared: Prepared, *, options: PipelineOp
     from minutes.model import get_model  # noqa: PLC0415
 
     opts = options or PipelineOptions()
-    model, _spec = get_model(settings, opts.model)
+    model, _spec = get_model(settings, opts.model, workers=opts.model_workers(settings))
     for seg in transcribe(model, prepared.audio, options=opts.transcribe_options(settings),
                           regions=prepared.regions if opts.vad else None, start=start,
                           first_index=first_index, on_progress=on_progress):

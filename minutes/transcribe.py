@@ -61,6 +61,9 @@ class TranscribeOptions:
     # same CER here and cheaper) segments are split at the pauses between fine VAD regions
     batch_timestamps: bool = False
     fallback_logprob: float = -1.0  # batched: re-decode a window below this avg log-probability
+    # batched: groups of windows decoded at once, in threads (the model should have as many
+    # CTranslate2 replicas, see minutes.model); 1 = one group after another
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -435,88 +438,183 @@ def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pa
     return out
 
 
+def plan_groups(windows: list, batch_size: int, workers: int = 1) -> list[list]:
+    """Windows → consecutive groups of at most ``batch_size`` (as few as that allows, sizes within
+    one of each other), decoded one group per call.
+
+    With ``workers`` > 1 groups are decoded concurrently, so the number of groups is rounded up to
+    a multiple of ``workers`` (when there are enough windows) and the windows are spread evenly
+    over them: 10 windows at batch 4 on 2 workers are 3+3+2+2, not 4+4+2 (whose last group would
+    leave a core idle).
+    """
+    n = len(windows)
+    if n == 0:
+        return []
+    batch_size = max(1, batch_size)
+    count = -(-n // batch_size)
+    if workers > 1:
+        count = min(n, -(-count // workers) * workers)
+    size, extra = divmod(n, count)
+    out, i = [], 0
+    for k in range(count):
+        j = i + size + (1 if k < extra else 0)
+        out.append(windows[i:j])
+        i = j
+    return out
+
+
 def _batched(model, audio: np.ndarray, opts: TranscribeOptions, blocks, fine: list[SpeechRegion],
              run_block, gap_regions, redecode, emit, report, total: float) -> Iterator[Segment]:
-    """Batched decoding of each block: ``batch_size`` windows per call, then per window a
-    sequential re-decode when it looks like a loop / failed, and skipped speech re-decoded."""
+    """Batched decoding: each block's windows in groups of at most ``batch_size``, one
+    BatchedInferencePipeline call per group, then per window a sequential re-decode when it looks
+    like a loop / failed, and skipped speech re-decoded (:func:`_decode_group`).
+
+    With ``opts.workers`` > 1, that many groups are decoded at once in threads (CTranslate2
+    releases the GIL; the model needs as many replicas, ``WhisperModel(num_workers=…)``), so that
+    one group's Python work (features, word alignment post-processing, splitting) overlaps
+    another's encoder/decoder, and both cores stay busy. Groups are yielded in order; at most
+    ``workers`` groups are in flight, so stopping early waits for at most those.
+    """
+    def groups():
+        for block in blocks:
+            windows = plan_windows(block, fine, opts.window_s, opts.join_silence_s)
+            yield from plan_groups(windows, opts.batch_size, opts.workers)
+
+    def decode(group):
+        return _decode_group(model, audio, opts, group, fine, run_block, gap_regions, redecode)
+
+    def finish(group, out):
+        for seg in out:
+            yield emit(seg)
+            report(min(seg.end, total))
+        report(min(group[-1][-1].end, total))
+
+    if opts.workers <= 1:
+        for group in groups():
+            yield from finish(group, decode(group))
+        return
+    from collections import deque  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="whisper-batch")
+    pending: deque = deque()
+    try:
+        it = groups()
+        for group in it:
+            pending.append((group, pool.submit(decode, group)))
+            if len(pending) < opts.workers:
+                continue
+            group0, fut = pending.popleft()
+            yield from finish(group0, fut.result())
+        while pending:
+            group0, fut = pending.popleft()
+            yield from finish(group0, fut.result())
+    finally:
+        for _group, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)  # a group already running finishes (bounded: one group)
+
+
+class _WindowByWindowEncoder:
+    """A ``WhisperModel`` whose ``encode`` runs the encoder one 30 s window at a time.
+
+    The encoder's self-attention holds batch × heads × 1500² floats (72 MB per window for base)
+    while it runs; a batch encoded at once makes that batch-sized, and with two groups decoded
+    concurrently both peaks can meet. One window at a time costs the same CPU (the matrices are
+    already large), and the outputs (1500 × d_model each) are stacked for the batched decoder.
+    Everything else is the wrapped model's.
+    """
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode(self, features: np.ndarray):
+        if features.ndim == 2 or features.shape[0] == 1:
+            return self._model.encode(features)
+        import ctranslate2  # noqa: PLC0415
+
+        outs = [np.asarray(self._model.encode(features[i:i + 1])) for i in range(features.shape[0])]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(outs)))
+
+
+def _decode_group(model, audio: np.ndarray, opts: TranscribeOptions, group: list[list[SpeechRegion]],
+                  fine: list[SpeechRegion], run_block, gap_regions, redecode) -> list[Segment]:
+    """Decode one group of windows (thread-safe: no shared mutable state); segments in order,
+    ``index`` not yet set."""
     from faster_whisper import BatchedInferencePipeline  # noqa: PLC0415
 
-    pipe = BatchedInferencePipeline(model)
-    for block in blocks:
-        windows = plan_windows(block, fine, opts.window_s, opts.join_silence_s)
-        for g in range(0, len(windows), opts.batch_size):
-            group = windows[g:g + opts.batch_size]
-            pieces: list[_Piece] = []
-            arrays: list[np.ndarray] = []
-            clips: list[dict] = []
-            clip_window: list[int] = []
-            cat_samples = 0
-            for wi, win in enumerate(group):
-                w0 = cat_samples
-                prev_end = None
-                for r in win:
-                    a = audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)]
-                    if a.size == 0:
-                        continue
-                    if cat_samples > w0 and prev_end is not None:
-                        # the real pause, capped (same rule as plan_windows)
-                        n = int(min(max(r.start - prev_end, 0.0), opts.join_silence_s) * SAMPLE_RATE)
-                        if n:
-                            arrays.append(np.zeros(n, dtype=np.float32))
-                            cat_samples += n
-                    prev_end = r.end
-                    arrays.append(a)
-                    pieces.append(_Piece(r.start, cat_samples / SAMPLE_RATE, a.size / SAMPLE_RATE))
-                    cat_samples += a.size
-                if cat_samples > w0:
-                    clips.append({"start": w0 / SAMPLE_RATE, "end": cat_samples / SAMPLE_RATE})
-                    clip_window.append(wi)
-            if not clips:
+    pieces: list[_Piece] = []
+    arrays: list[np.ndarray] = []
+    clips: list[dict] = []
+    clip_window: list[int] = []
+    cat_samples = 0
+    for wi, win in enumerate(group):
+        w0 = cat_samples
+        prev_end = None
+        for r in win:
+            a = audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)]
+            if a.size == 0:
                 continue
-            chunk = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-            del arrays
-            fw_segments, _info = pipe.transcribe(
-                chunk, language=opts.language, task="transcribe", beam_size=opts.beam_size,
-                batch_size=opts.batch_size, word_timestamps=opts.word_timestamps,
-                without_timestamps=not opts.batch_timestamps, clip_timestamps=clips,
-                vad_filter=False, log_progress=False)
-            # each batched segment carries its window's offset as ``seek`` (in 10 ms frames)
-            seeks = [int(int(c["start"] * SAMPLE_RATE) / SAMPLE_RATE * 100) for c in clips]
-            by_window: dict[int, list] = {}
-            for s in fw_segments:
-                wi = clip_window[max(0, bisect.bisect_right(seeks, s.seek) - 1)]
-                by_window.setdefault(wi, []).append(s)
-            out: list[Segment] = []
-            for wi, win in enumerate(group):
-                fws = by_window.get(wi, [])
-                text = "".join(s.text for s in fws)
-                failed = fws and opts.loop_guard and (
-                    _compression_ratio(text) > 2.4
-                    or _looks_like_loop(Segment(-1, 0.0, 0.0, text, compression_ratio=0.0))
-                    or (fws[0].avg_logprob < opts.fallback_logprob and fws[0].no_speech_prob < 0.6))
-                if failed:
-                    log.info("batched window at %.1f s looks like a loop or failed: re-decoding it "
-                             "sequentially", win[0].start)
-                    segs = [seg for seg, _done in run_block(win, False)]
-                else:
-                    segs = [seg for s in fws for seg in _convert_split(s, pieces)]
-                if fine:
-                    for seg in segs:
-                        snap_to_speech(seg, fine)
-                segs.sort(key=lambda x: x.start)
-                # speech the window's decode skipped: decoded again on its own
-                covered = win[0].start
-                missed: list[SpeechRegion] = []
-                for seg in segs + [None]:
-                    nxt = win[-1].end if seg is None else seg.start
-                    missed.extend(gap_regions(covered, nxt))
-                    if seg is not None:
-                        covered = max(covered, seg.end)
-                if missed:
-                    segs.extend(gseg for gseg, _done in redecode(missed, "in a batched window"))
-                    segs.sort(key=lambda x: x.start)
-                out.extend(segs)
-            for seg in out:
-                yield emit(seg)
-                report(min(seg.end, total))
-            report(min(group[-1][-1].end, pieces[-1].orig_start + pieces[-1].duration))
+            if cat_samples > w0 and prev_end is not None:
+                # the real pause, capped (same rule as plan_windows)
+                n = int(min(max(r.start - prev_end, 0.0), opts.join_silence_s) * SAMPLE_RATE)
+                if n:
+                    arrays.append(np.zeros(n, dtype=np.float32))
+                    cat_samples += n
+            prev_end = r.end
+            arrays.append(a)
+            pieces.append(_Piece(r.start, cat_samples / SAMPLE_RATE, a.size / SAMPLE_RATE))
+            cat_samples += a.size
+        if cat_samples > w0:
+            clips.append({"start": w0 / SAMPLE_RATE, "end": cat_samples / SAMPLE_RATE})
+            clip_window.append(wi)
+    if not clips:
+        return []
+    chunk = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    del arrays
+    # one pipeline object per call: it keeps per-call state (last_speech_timestamp)
+    fw_segments, _info = BatchedInferencePipeline(_WindowByWindowEncoder(model)).transcribe(
+        chunk, language=opts.language, task="transcribe", beam_size=opts.beam_size,
+        batch_size=len(clips), word_timestamps=opts.word_timestamps,
+        without_timestamps=not opts.batch_timestamps, clip_timestamps=clips,
+        vad_filter=False, log_progress=False)
+    # each batched segment carries its window's offset as ``seek`` (in 10 ms frames)
+    seeks = [int(int(c["start"] * SAMPLE_RATE) / SAMPLE_RATE * 100) for c in clips]
+    by_window: dict[int, list] = {}
+    for s in fw_segments:
+        wi = clip_window[max(0, bisect.bisect_right(seeks, s.seek) - 1)]
+        by_window.setdefault(wi, []).append(s)
+    out: list[Segment] = []
+    for wi, win in enumerate(group):
+        fws = by_window.get(wi, [])
+        text = "".join(s.text for s in fws)
+        failed = fws and opts.loop_guard and (
+            _compression_ratio(text) > 2.4
+            or _looks_like_loop(Segment(-1, 0.0, 0.0, text, compression_ratio=0.0))
+            or (fws[0].avg_logprob < opts.fallback_logprob and fws[0].no_speech_prob < 0.6))
+        if failed:
+            log.info("batched window at %.1f s looks like a loop or failed: re-decoding it "
+                     "sequentially", win[0].start)
+            segs = [seg for seg, _done in run_block(win, False)]
+        else:
+            segs = [seg for s in fws for seg in _convert_split(s, pieces)]
+        if fine:
+            for seg in segs:
+                snap_to_speech(seg, fine)
+        segs.sort(key=lambda x: x.start)
+        # speech the window's decode skipped: decoded again on its own
+        covered = win[0].start
+        missed: list[SpeechRegion] = []
+        for seg in segs + [None]:
+            nxt = win[-1].end if seg is None else seg.start
+            missed.extend(gap_regions(covered, nxt))
+            if seg is not None:
+                covered = max(covered, seg.end)
+        if missed:
+            segs.extend(gseg for gseg, _done in redecode(missed, "in a batched window"))
+            segs.sort(key=lambda x: x.start)
+        out.extend(segs)
+    return out

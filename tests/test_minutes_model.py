@@ -87,6 +87,10 @@ def test_resolve_model_settings(tmp_path):
     assert "見つかりません" in exc.value.message
     named = model_mod.resolve_model(s, "large-v3")
     assert not named.is_local and named.source == "large-v3"
+    # replicas for concurrent batches share the threads; one on cuda
+    two = model_mod.resolve_model(s, workers=2)
+    assert (two.workers, two.worker_threads) == (2, 1) and spec.workers == 1 and spec.worker_threads == 2
+    assert model_mod.resolve_model(cuda, workers=2).workers == 1
 
 
 def test_hub_is_offline_by_default():

@@ -149,10 +149,10 @@ def test_batched_default_and_sequential_mode(result, sequential, settings):
     """The default transcription mode is batched (beam 2); the sequential mode (beam 5,
     previous-text conditioning) stays available through the settings and gives the same quality."""
     opts = pipeline.PipelineOptions().transcribe_options(settings)
-    assert (opts.mode, opts.beam_size, opts.batch_size) == ("batched", 2, 4)
+    assert (opts.mode, opts.beam_size, opts.batch_size, opts.workers) == ("batched", 2, 4, 2)
     env = load_settings(environ={"NIIZA_AI_WHISPER_MODE": "sequential"}, home=settings.home)
     seq_opts = pipeline.PipelineOptions().transcribe_options(env)
-    assert (seq_opts.mode, seq_opts.beam_size) == ("sequential", 5)
+    assert (seq_opts.mode, seq_opts.beam_size, seq_opts.workers) == ("sequential", 5, 1)
     draft, segments, _, _ = result
     seq_draft, seq_segments, _ = sequential
     batched_cer = cer(_text(draft, "text"), REF_CLEAN)
@@ -183,6 +183,40 @@ def test_batched_window_that_fails_is_decoded_again_sequentially(settings, caplo
     assert sum("re-decoding it sequentially" in r.getMessage() for r in caplog.records) >= 2
     assert [s.index for s in segs] == list(range(len(segs)))
     assert cer("".join(s.text for s in segs), REF_RAW) <= 0.2
+
+
+def test_concurrent_batches_give_the_same_segments_in_order(settings):
+    """Two groups of windows decoded at once (two CTranslate2 replicas, two threads) yield exactly
+    what one-after-another decoding yields, in order; a callback that raises (cancel) stops it and
+    leaves no decoding thread behind."""
+    import threading
+
+    from minutes.model import get_model
+    from minutes.transcribe import TranscribeOptions, transcribe
+
+    prepared = pipeline.prepare(DATA / "short_meeting.mp3")
+    runs = {}
+    for workers in (1, 2):
+        model, spec = get_model(settings, workers=workers)
+        assert spec.workers == workers
+        opts = TranscribeOptions(mode="batched", beam_size=2, batch_size=1, workers=workers)
+        runs[workers] = [s.to_dict() for s in transcribe(model, prepared.audio, regions=prepared.regions,
+                                                         options=opts, first_index=3)]
+    assert len(runs[2]) >= 3 and runs[2] == runs[1]
+    assert [s["index"] for s in runs[2]] == list(range(3, 3 + len(runs[2])))
+
+    class Stop(Exception):
+        pass
+
+    def cancel(p):
+        if p.segments >= 1:
+            raise Stop()
+
+    model, _ = get_model(settings, workers=2)
+    with pytest.raises(Stop):
+        list(transcribe(model, prepared.audio, regions=prepared.regions, on_progress=cancel,
+                        options=TranscribeOptions(mode="batched", batch_size=1, workers=2)))
+    assert not [t for t in threading.enumerate() if t.name.startswith("whisper-batch")]
 
 
 def test_noise_only_gives_no_text(settings):

@@ -133,6 +133,25 @@ def test_plan_windows_packs_fine_regions_without_the_silences():
     assert [r for w in later for r in w] == [SpeechRegion(50.0, 60), SpeechRegion(100, 104)]
 
 
+def test_plan_groups_balances_windows_over_the_workers():
+    from minutes.transcribe import plan_groups
+
+    wins = list(range(10))
+    # one worker: as few calls as batches of 4 allow, sizes even
+    assert [len(g) for g in plan_groups(wins, 4, 1)] == [4, 3, 3]
+    # two workers: a multiple of 2 groups, even sizes, so the last round keeps both cores busy
+    assert [len(g) for g in plan_groups(wins, 4, 2)] == [3, 3, 2, 2]
+    assert [len(g) for g in plan_groups(wins, 2, 2)] == [2, 2, 2, 2, 1, 1]
+    for batch, workers in [(4, 1), (4, 2), (3, 2), (2, 2), (1, 3), (8, 2)]:
+        groups = plan_groups(wins, batch, workers)
+        assert [w for g in groups for w in g] == wins  # every window once, in order
+        assert all(0 < len(g) <= batch for g in groups)
+        if workers > 1 and len(groups) < len(wins):
+            assert len(groups) % workers == 0
+    assert plan_groups(list(range(3)), 4, 2) == [[0, 1], [2]]  # fewer windows than slots
+    assert plan_groups([7], 4, 2) == [[7]] and plan_groups([], 4, 2) == []
+
+
 def test_batched_segment_is_split_at_long_pauses_and_sentence_ends():
     from minutes.transcribe import _convert_split, _Piece
 
