@@ -104,11 +104,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         for stop in reversed(stops):
             stop()
+        for svc_pkg, _ in SERVICES:  # per-app resources a router made (threads)
+            mod = _service_module(svc_pkg, "router")
+            if mod is not None and hasattr(mod, "on_app_shutdown"):
+                mod.on_app_shutdown(app)
         pool = getattr(app.state, "db_pool", None)
         if pool is not None:
             pool.close()
 
+    # Native OpenTelemetry off: the city runs offline with no collector, and with it on FastAPI
+    # asks the global providers on every request whether they are configured.
     app = FastAPI(title="niiza-ai", version="0.1.0", docs_url=None, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="新座市 AIサービス（AIチャットボット・AI議事録作成・保育所入所選考）のAPI")
     app.state.settings = settings
 
@@ -132,10 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = health_report(settings)
         return JSONResponse(report, status_code=200 if report["db"] == "ok" else 503)
 
-    app.include_router(account_router)
-    app.include_router(auth_api_router)
-    app.include_router(staff_admin.api_router)
-    app.include_router(staff_admin.page_router)
+    # Service routers first: every request is matched against the routes in order, and the
+    # residents' chat API is the busiest (paths do not overlap, so the order changes nothing else).
     for svc_pkg, url_name in SERVICES:
         router_mod = _service_module(svc_pkg, "router")
         if router_mod is None:
@@ -144,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(router_mod.api_router, prefix=f"/api/{url_name}")
         if hasattr(router_mod, "page_router"):
             app.include_router(router_mod.page_router, prefix=f"/{url_name}")
+    app.include_router(account_router)
+    app.include_router(auth_api_router)
+    app.include_router(staff_admin.api_router)
+    app.include_router(staff_admin.page_router)
 
     @app.exception_handler(NiizaError)
     async def niiza_error(request: Request, exc: NiizaError):
@@ -243,9 +252,16 @@ def serve(host, port, workers):
                        "`niiza-ai minutes worker` を起動してください。"
                        " (with several workers, run `niiza-ai minutes worker` separately)")
         uvicorn.run("api:app_from_env", factory=True, host=settings.host, port=settings.port,
-                    workers=workers, proxy_headers=True)
+                    workers=workers, proxy_headers=True, log_level=_uvicorn_log_level(settings))
     else:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, proxy_headers=True)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, proxy_headers=True,
+                    log_level=_uvicorn_log_level(settings))
+
+
+def _uvicorn_log_level(settings: Settings) -> str:
+    """uvicorn follows NIIZA_AI_LOG_LEVEL too (its access log is INFO: one line per request)."""
+    level = str(settings.log_level).lower()
+    return level if level in ("critical", "error", "warning", "info", "debug", "trace") else "info"
 
 
 def app_from_env() -> FastAPI:

@@ -2,22 +2,23 @@
 /api/chat/admin/..., and the /chat pages. Logic lives in service.py / admin.py."""
 from __future__ import annotations
 
-import functools
+import asyncio
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
-import anyio
 import sqlite_utils
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from shared import audit
 from shared.auth import User
 from shared.config import Settings
-from shared.deps import (client_address, current_user, get_db, get_settings, require_page_role,
-                         require_role)
+from shared.db import ConnectionPool
+from shared.deps import (client_address, current_user, db_pool, get_db, get_settings,
+                         require_page_role, require_role)
 from shared.errors import InvalidInput, NotFound, TooManyRequests
 from shared.web import render
 
@@ -59,18 +60,25 @@ class RateLimiter:
             q.append(now)
 
 
-def _ask_limiter(request: Request) -> anyio.CapacityLimiter:
-    limiter = getattr(request.app.state, "chat_ask_limiter", None)
-    if limiter is None:  # one per app; created in its event loop
-        limiter = request.app.state.chat_ask_limiter = anyio.CapacityLimiter(ASK_CONCURRENCY)
-    return limiter
+def ask_executor(app) -> ThreadPoolExecutor:
+    """The app's threads for answering (made on first use; the app shuts it down on exit).
+
+    A fixed pool whose threads take the next queued question without going to sleep in between:
+    anyio's ``to_thread`` behind a ``CapacityLimiter`` woke an idle thread (a futex round trip,
+    ~10% of the server's GIL time under load) for every question."""
+    ex = getattr(app.state, "chat_ask_executor", None)
+    if ex is None:  # no await between the check and the set: one per app
+        ex = app.state.chat_ask_executor = ThreadPoolExecutor(ASK_CONCURRENCY,
+                                                              thread_name_prefix="chat-ask")
+    return ex
 
 
-async def rate_limited(request: Request, settings: Settings = Depends(get_settings)) -> None:
-    # async: a lock and a deque, no I/O; a sync dependency would cost a thread-pool round trip
+async def rate_limited(request: Request) -> None:
+    # async: a lock and a deque, no I/O; a sync dependency would cost a thread-pool round trip.
+    # No sub-dependencies: each one costs FastAPI's dependency machinery on every request.
     limiter = getattr(request.app.state, "chat_limiter", None)
     if limiter is None:
-        limiter = RateLimiter(settings.chat_rate_per_minute)
+        limiter = RateLimiter(request.app.state.settings.chat_rate_per_minute)
         request.app.state.chat_limiter = limiter
     limiter.check(client_address(request))
 
@@ -92,14 +100,34 @@ class FeedbackIn(BaseModel):
 
 @api_router.post("/ask", summary="住民の質問に回答する（公開・回数制限あり）",
                  dependencies=[Depends(rate_limited)])
-async def ask(body: AskIn, request: Request, settings: Settings = Depends(get_settings),
-              db: sqlite_utils.Database = Depends(get_db)):
-    # At most a few answers are computed at once (the CPU has few cores): with one thread per
-    # request, 50 concurrent residents made ~40 threads fight over the GIL at every SQLite/numpy
-    # call, and the event loop thread starved (profiled: 3-4x slower per answer than serially).
-    return await anyio.to_thread.run_sync(
-        functools.partial(service.ask, db, settings, body.message, session_id=body.session_id or ""),
-        limiter=_ask_limiter(request))
+async def ask(body: AskIn, request: Request) -> JSONResponse:
+    # At most ASK_CONCURRENCY answers are computed at once (the CPU has few cores): with one
+    # thread per request, 50 concurrent residents made ~40 threads fight over the GIL at every
+    # SQLite/numpy call, and the event loop thread starved (profiled: 3-4x slower per answer than
+    # serially); the others wait in the executor's queue. The connection is taken from the pool
+    # inside that thread, not through the ``get_db`` dependency, and the plain-JSON answer is
+    # sent as is (no jsonable_encoder walk): both are per-request framework costs.
+    app = request.app
+    out = await asyncio.get_running_loop().run_in_executor(
+        ask_executor(app), _ask_pooled, db_pool(app), app.state.settings, body.message,
+        body.session_id or "")
+    return JSONResponse(out)
+
+
+def on_app_shutdown(app) -> None:
+    """Called by the app at shutdown: finish the answers in progress, drop the queued ones."""
+    ex = getattr(app.state, "chat_ask_executor", None)
+    if ex is not None:
+        ex.shutdown(wait=True, cancel_futures=True)
+        app.state.chat_ask_executor = None
+
+
+def _ask_pooled(pool: ConnectionPool, settings: Settings, message: str, session_id: str) -> dict:
+    db = pool.acquire()
+    try:
+        return service.ask(db, settings, message, session_id=session_id)
+    finally:
+        pool.release(db)
 
 
 @api_router.post("/feedback", summary="回答が役に立ったかを記録する（公開）",

@@ -43,16 +43,20 @@ async def get_settings(request: Request) -> Settings:
 
 def db_pool(app) -> ConnectionPool:
     """The app's pool of database connections (made on first use, one per database file)."""
-    path = app.state.settings.db_path
-    pool = getattr(app.state, "db_pool", None)
-    if pool is None or pool.path != path:
-        with _pool_lock:
-            pool = getattr(app.state, "db_pool", None)
-            if pool is None or pool.path != path:
-                if pool is not None:
-                    pool.close()  # connections still in use are closed when released
-                pool = ConnectionPool(path)
-                app.state.db_pool = pool
+    state = app.state
+    settings = state.settings
+    pool = getattr(state, "db_pool", None)
+    if pool is not None and getattr(state, "db_pool_settings", None) is settings:
+        return pool  # same settings object as last time: same file (no Path arithmetic per request)
+    path = settings.db_path
+    with _pool_lock:
+        pool = getattr(state, "db_pool", None)
+        if pool is None or pool.path != path:
+            if pool is not None:
+                pool.close()  # connections still in use are closed when released
+            pool = ConnectionPool(path)
+            state.db_pool = pool
+        state.db_pool_settings = settings
     return pool
 
 

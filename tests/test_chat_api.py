@@ -177,3 +177,58 @@ def test_sample_faq_on_first_start_with_shipped_calibration(client, db, settings
     assert d["faq_id"] in (None, "F0029") and "F0029" in shown[:3], d
     d = client.post("/api/chat/ask", json={"message": "さいたま市の粗大ごみの出し方"}).json()
     assert d["kind"] == "out_of_scope" and "他の市区町村" in d["answer"]
+
+
+def test_concurrent_asks_use_a_bounded_pool_shut_down_with_the_app(app, settings, db):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from chatbot import service
+    from chatbot.router import ASK_CONCURRENCY
+
+    load_small(db, settings)
+    storage.save_calibration(db, small_calibration().to_dict(), source="test")
+    before = {t for t in threading.enumerate() if t.name.startswith("chat-ask")}
+    questions = ["粗大ゴミの出し方", "住民票ってコンビニで取れる？", "今日の天気は晴れますか"] * 5
+    with TestClient(app) as c:
+        with ThreadPoolExecutor(len(questions)) as clients:
+            rs = list(clients.map(lambda q: c.post("/api/chat/ask", json={"message": q,
+                                                                          "session_id": "par"}),
+                                  questions))
+        used = {t for t in threading.enumerate() if t.name.startswith("chat-ask")} - before
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    for r in rs:  # the public shape, as `faq ask --json` prints it, plus the log row id
+        assert set(r.json()) == set(service.PUBLIC_KEYS) | {"log_id"}
+    assert {r.json()["faq_id"] for r in rs[0::3]} == {"T02"}
+    assert len({r.json()["log_id"] for r in rs}) == len(questions)  # one log row per answer
+    n = db.conn.execute("SELECT count(*) FROM chat_log WHERE session_id = 'par'").fetchone()[0]
+    assert n == len(questions)
+    assert 1 <= len(used) <= ASK_CONCURRENCY  # answers are computed on the app's own few threads
+    assert not any(t.is_alive() for t in used)  # and those end with the app
+
+
+def test_db_pool_follows_a_settings_change(chat, app, settings, tmp_path):
+    import dataclasses
+
+    from shared.runtime import open_database
+
+    assert chat.get("/api/chat/categories").status_code == 200
+    first = app.state.db_pool
+    assert chat.get("/api/chat/categories").json() and app.state.db_pool is first  # reused
+    other = dataclasses.replace(settings, home=tmp_path / "other")
+    open_database(other).conn.close()
+    app.state.settings = other
+    assert chat.get("/api/chat/categories").json() == []  # the other (empty) database
+    assert app.state.db_pool is not first and app.state.db_pool.path == other.db_path
+
+
+def test_uvicorn_follows_the_configured_log_level(settings):
+    import dataclasses
+
+    from api import _uvicorn_log_level
+
+    assert _uvicorn_log_level(settings) == "info"
+    assert _uvicorn_log_level(dataclasses.replace(settings, log_level="WARNING")) == "warning"
+    assert _uvicorn_log_level(dataclasses.replace(settings, log_level="nonsense")) == "info"
