@@ -8,7 +8,15 @@ and adds missing ones from two cues:
   でしょう/ください/ございます …, optionally followed by か/ね/よ) not followed by a particle or
   auxiliary ends a sentence → 。; a filler (感動詞・フィラー) or conjunction at the start → 、;
 - pauses from word timestamps (or spaces in the text): a long pause after a non-particle → 。,
-  a short pause before a content word → 、.
+  a short pause before a content word → 、 (never inside a compound particle: に|ついて, と|して).
+
+Writing conventions applied on top (公用文/記者ハンドブック style, as in council minutes):
+
+- a filler (感動詞・フィラー) is set off by 、 on both sides, so that 整文 can drop it cleanly;
+- a connective at the start of a sentence (また, なお, それでは, 次に, よって …) is followed by 、;
+- 。 never follows a case/binding/conjunctive particle (…までに。市の → …までに、市の): Whisper's
+  own 。 there, and the mark closing a speaker turn that was cut mid-sentence, become 、;
+- questions end with 。 like any sentence (the convention of council minutes), not ？.
 """
 from __future__ import annotations
 
@@ -35,12 +43,32 @@ _PAST_FINAL = {"た": {"まし", "でし"}, "ん": {"ませ"}}
 _SENTENCE_PARTICLES = {"か", "ね", "よ", "な", "よね"}
 _CONJ_STARTERS = ("しかし", "それでは", "では", "また", "なお", "次に", "ただいま", "ただ今",
                   "それから", "したがって", "ですので", "つきましては", "以上", "続きまして")
+# Sentence-initial connectives followed by 、 (besides Sudachi's 接続詞, which covers また/なお/しかし/
+# さらに/ただし/一方 …): multi-morpheme ones that Sudachi splits.
+_CONNECTIVES = ("それでは", "では", "次に", "よって", "したがって", "従って", "つきましては",
+                "続きまして", "ですので", "ですから", "だから", "そこで", "最後に", "ところで",
+                "要するに", "その上で", "そのうえで", "その結果", "このため", "そのため", "これにより")
+# Particles after which a sentence cannot end (a 。 there is a 、): case, binding, conjunctive
+# and adverbial particles. 終助詞 (か/ね/よ) and 準体助詞 (の: ~のか) may end a sentence.
+_NON_FINAL_PARTICLES = ("格助詞", "係助詞", "接続助詞", "副助詞")
+# Compound particles (複合辞): no pause comma between their parts.
+_COMPOUND_PARTICLES = {
+    "に": ("つい", "つき", "おい", "おけ", "よっ", "より", "よる", "よれ", "対し", "対す", "関し",
+          "関す", "とっ", "向け", "伴", "基づ", "沿っ", "わたっ", "あたっ", "当たっ", "際し"),
+    "と": ("し", "する", "いう", "いっ", "いい", "なっ", "なる"),
+    "を": ("もっ", "通じ", "通し", "めぐっ", "踏まえ", "含め", "除"),
+}
 
 
 @dataclass(frozen=True)
 class PunctuationParams:
-    comma_pause_s: float = 0.35  # pause → 、 (before a content word)
+    comma_pause_s: float = 0.45  # pause → 、 (before a content word), at a typical speech rate
     period_pause_s: float = 0.9  # pause → 。 (after a non-particle)
+    # The comma pause scales with the speaker's rate (seconds per mora measured on the turn's
+    # words): a pause of about `comma_pause_s / typical_mora_s` morae, kept within the bounds.
+    typical_mora_s: float = 0.13
+    comma_pause_min_s: float = 0.3
+    comma_pause_max_s: float = 0.7
 
 
 _NUM_SEP = re.compile(r"(?<=\d)([,，.．])(?=\d)")
@@ -80,6 +108,26 @@ def _continues(m: Morph) -> bool:
                                                             and m.surface in ("する", "し", "さ"))
 
 
+def _cannot_end(m: Morph) -> bool:
+    """True if no sentence ends with ``m``: a case/binding/conjunctive/adverbial particle, or a
+    verb or auxiliary in its 連用形 (実施し / 見直し — the clause goes on)."""
+    if m.pos1 == "助詞":
+        return m.pos2 in _NON_FINAL_PARTICLES and m.surface not in _SENTENCE_PARTICLES
+    return m.pos1 in ("動詞", "助動詞") and m.conj_form.startswith("連用形")
+
+
+def _compound_particle(m: Morph, next_text: str) -> bool:
+    """``m`` is the first part of a compound particle (に|ついて, と|して, を|もって)."""
+    return m.pos1 == "助詞" and next_text.startswith(_COMPOUND_PARTICLES.get(m.surface, ()))
+
+
+def _connective_ends_at(s: str, sent_start: int, m: Morph) -> bool:
+    """A sentence-initial connective (また / それでは / 次に …) ends with ``m``."""
+    if m.begin == sent_start and m.pos1 == "接続詞":
+        return True
+    return s[sent_start:m.end] in _CONNECTIVES
+
+
 def _char_pauses(text: str, words: Sequence[Word] | None) -> list[float]:
     """Pause (s) after each character of ``text`` (spaces in the text count as 0.5 s)."""
     pauses = [0.0] * len(text)
@@ -103,6 +151,32 @@ def _char_pauses(text: str, words: Sequence[Word] | None) -> list[float]:
         if ch == " " and ci > 0:
             pauses[ci - 1] = max(pauses[ci - 1], 0.5)
     return pauses
+
+
+_SMALL_KANA = set("ァィゥェォャュョヮぁぃぅぇぉゃゅょゎ")
+
+
+def mora_seconds(words: Sequence[Word] | None) -> float | None:
+    """Seconds per mora of ``words`` (word durations over the morae of their Sudachi readings);
+    None when there is too little speech to tell (under 20 morae)."""
+    if not words:
+        return None
+    text = "".join(w.text for w in words).replace(" ", "")
+    speech_s = sum(max(0.0, w.end - w.start) for w in words)
+    morae = sum(sum(1 for ch in (m.reading or m.surface) if ch not in _SMALL_KANA)
+                for m in tokenize(text) if m.pos1 != "補助記号")
+    if morae < 20 or speech_s <= 0:
+        return None
+    return speech_s / morae
+
+
+def comma_pause(params: PunctuationParams, words: Sequence[Word] | None) -> float:
+    """Pause (s) that makes a 、 for this speaker: ``comma_pause_s`` scaled by the speech rate."""
+    mora_s = mora_seconds(words)
+    if mora_s is None:
+        return params.comma_pause_s
+    scaled = params.comma_pause_s * mora_s / params.typical_mora_s
+    return min(params.comma_pause_max_s, max(params.comma_pause_min_s, scaled))
 
 
 def punctuate(text: str, words: Sequence[Word] | None = None, *, end_of_turn: bool = True,
@@ -130,11 +204,21 @@ def punctuate(text: str, words: Sequence[Word] | None = None, *, end_of_turn: bo
         pauses.append(pa)
     s = "".join(chars)
     morphs = tokenize(s)
+    comma_s = comma_pause(p, words)
     out: list[str] = []
+    sent_start = 0  # offset in s where the current sentence starts
+    last_word: Morph | None = None  # last morph that is not a mark
     for i, m in enumerate(morphs):
-        out.append(m.surface)
         if m.pos1 == "補助記号":
+            if m.surface == "。" and last_word is not None and _cannot_end(last_word):
+                out.append("、")  # Whisper's 。 after a particle: the sentence goes on
+            else:
+                out.append(m.surface)
+                if m.surface == "。":
+                    sent_start = m.end
             continue
+        out.append(m.surface)
+        last_word = m
         nxt = morphs[i + 1] if i + 1 < len(morphs) else None
         if nxt is None:
             break
@@ -146,18 +230,26 @@ def punctuate(text: str, words: Sequence[Word] | None = None, *, end_of_turn: bo
             if nxt.pos2 == "終助詞":
                 continue
             out.append("。")
+            sent_start = nxt.begin
         elif m.pos1 == "感動詞" and m.pos2 == "フィラー":
             if nxt.pos1 != "感動詞":
                 out.append("、")
-        elif pause >= p.period_pause_s and m.pos1 not in ("助詞", "接頭辞") and not _continues(nxt):
-            out.append("。")
-        elif pause >= p.comma_pause_s and not _continues(nxt) and m.pos1 != "接頭辞":
+        elif nxt.pos1 == "感動詞" and nxt.pos2 == "フィラー":
+            out.append("、")  # a filler is set off on both sides (…ですので、まあ、修理が)
+        elif _connective_ends_at(s, sent_start, m) and not _continues(nxt):
             out.append("、")
-        elif i == 0 and m.pos1 == "接続詞":
+        elif _compound_particle(m, next_text):
+            continue
+        elif pause >= p.period_pause_s and m.pos1 not in ("助詞", "接頭辞") and not _continues(nxt) \
+                and not _cannot_end(m):
+            out.append("。")
+            sent_start = nxt.begin
+        elif pause >= comma_s and not _continues(nxt) and m.pos1 != "接頭辞":
             out.append("、")
     result = "".join(out)
     if end_of_turn and result and result[-1] not in PUNCT:
-        result += "。"
+        # a turn cut mid-sentence (speaker split, interruption) does not end with 。
+        result += "、" if last_word is not None and _cannot_end(last_word) else "。"
     return normalize_punctuation(result)
 
 

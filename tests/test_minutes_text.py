@@ -85,6 +85,66 @@ def test_punctuation_spaces_from_whisper_become_marks():
     assert out == "休憩前に引き続き会議を開きます。本件はいかがですか。異議なし。"
 
 
+def test_turn_cut_mid_sentence_ends_with_comma_not_period():
+    # a speaker turn split after a particle or a 連用形 goes on: 、 (a full sentence still gets 。)
+    assert punctuate.punctuate("資格確認書は") == "資格確認書は、"
+    assert punctuate.punctuate("約3000世帯を対象に実施し") == "約3000世帯を対象に実施し、"
+    for complete in ("田中委員", "異議なし", "ご異議ありませんか", "お答えいたします"):
+        assert punctuate.punctuate(complete) == complete + "。"
+    # Whisper's own 。 after a particle is a comma
+    assert punctuate.punctuate("来月末までに。市のホームページでお知らせをお願いします。") == \
+        "来月末までに、市のホームページでお知らせをお願いします。"
+    assert punctuate.punctuate("本日は。", end_of_turn=False) == "本日は、"
+
+
+def test_sentence_initial_connectives_take_a_comma():
+    out = punctuate.punctuate("以上で説明を終わります それでは確認いたします 次に報告事項に移ります "
+                              "また資料は後日お配りします よって本案は可決されました")
+    assert out == ("以上で説明を終わります。それでは、確認いたします。次に、報告事項に移ります。"
+                   "また、資料は後日お配りします。よって、本案は可決されました。")
+    # only at the start of a sentence: 次に inside a sentence is left alone
+    assert punctuate.punctuate("保育所の次に学童を整備します") == "保育所の次に学童を整備します。"
+
+
+def test_fillers_are_set_off_by_commas_and_removed_in_clean_text():
+    raw = punctuate.punctuate("予算が限られていますのでまあ優先順位をつけて進めます")
+    assert raw == "予算が限られていますので、まあ、優先順位をつけて進めます。"
+    assert cleanup.clean_text(raw) == "予算が限られていますので、優先順位をつけて進めます。"
+    raw = punctuate.punctuate("ご指摘の点につきましてはえー来年度に検討いたします")
+    assert cleanup.clean_text(raw) == "ご指摘の点につきましては、来年度に検討いたします。"
+
+
+def _words(pieces, mora_s, pause_after=None, pause_s=0.0):
+    """Word timestamps for ``pieces`` at ``mora_s`` seconds per character (kana here), with a pause
+    of ``pause_s`` after the piece ``pause_after``."""
+    t, out = 0.0, []
+    for piece in pieces:
+        d = mora_s * len(piece)
+        out.append(Word(t, t + d, piece))
+        t += d + (pause_s if piece == pause_after else 0.0)
+    return out
+
+
+def test_no_pause_comma_inside_a_compound_particle():
+    pieces = ["ほいくしょの", "ていいんに", "ついて", "うかがいます"]
+    words = _words(pieces, 0.12, pause_after="ていいんに", pause_s=0.8)
+    assert punctuate.punctuate("".join(pieces), words) == "ほいくしょのていいんについてうかがいます。"
+
+
+def test_comma_pause_is_relative_to_the_speech_rate():
+    # the same 0.42 s pause is a comma for a fast speaker and not for a slow one
+    pieces = ["きょうのぎだいは", "ほいくしょのていいんの", "みなおしについてです"]
+    fast = _words(pieces, 0.09, pause_after="きょうのぎだいは", pause_s=0.42)
+    slow = _words(pieces, 0.17, pause_after="きょうのぎだいは", pause_s=0.42)
+    text = "".join(pieces)
+    assert punctuate.mora_seconds(fast) < punctuate.mora_seconds(slow)
+    assert punctuate.punctuate(text, fast) == "きょうのぎだいは、ほいくしょのていいんのみなおしについてです。"
+    assert punctuate.punctuate(text, slow) == "きょうのぎだいはほいくしょのていいんのみなおしについてです。"
+    # a long pause is a comma at any rate
+    slow_long = _words(pieces, 0.17, pause_after="きょうのぎだいは", pause_s=0.8)
+    assert punctuate.punctuate(text, slow_long).startswith("きょうのぎだいは、")
+
+
 # --- glossary --------------------------------------------------------------------------------
 
 def test_glossary_reading_based_corrections():
