@@ -101,6 +101,20 @@ def test_decode_speech_fixtures(fixture):
     assert abs(audio.duration_of(a) - 43.8) < 0.3
 
 
+def test_vad_pieces_in_parallel_give_the_same_regions():
+    """detect_speech runs its pieces in threads: the regions are those of one piece after another
+    (here a 43.8 s meeting cut into 10 s pieces, so regions meet at piece boundaries too)."""
+    from minutes.vad import detect_speech
+
+    a = audio.decode(DATA / "short_meeting.mp3")
+    one = detect_speech(a, chunk_s=10.0, workers=1)
+    assert len(one) >= 5 and all(x.end <= y.start for x, y in zip(one, one[1:]))
+    assert detect_speech(a, chunk_s=10.0, workers=2) == one
+    # the whole file at once finds about the same speech
+    whole = detect_speech(a)
+    assert abs(sum(r.end - r.start for r in whole) - sum(r.end - r.start for r in one)) < 2.0
+
+
 @pytest.mark.parametrize("content", [
     b"",
     "会議の議事録です。これは音声ではありません。".encode("utf-8") * 50,
