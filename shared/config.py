@@ -44,7 +44,9 @@ class Settings:
     whisper_threads: int = 2
     whisper_beam_size: int = 5
     whisper_mode: str = "batched"  # batched (fast) | sequential (previous-text conditioning)
-    whisper_batch_size: int = 4  # batched mode: 30 s windows decoded together (8: same speed, +0.4 GB)
+    # batched mode: 30 s windows decoded together per worker (1 h mp3 with 2 workers: batch 2/3/4
+    # peak 1.06/1.18/1.32 GB, same speed; committee: 3 as fast as 4)
+    whisper_batch_size: int = 3
     whisper_batch_beam_size: int = 2  # batched mode's beam size (whisper_beam_size: sequential's)
     # batched mode on cpu: batches decoded at once by as many CTranslate2 replicas, whisper_threads
     # split among them (2 on 2 threads: one core each, both busy all the time); 1 on cuda

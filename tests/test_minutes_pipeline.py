@@ -149,7 +149,7 @@ def test_batched_default_and_sequential_mode(result, sequential, settings):
     """The default transcription mode is batched (beam 2); the sequential mode (beam 5,
     previous-text conditioning) stays available through the settings and gives the same quality."""
     opts = pipeline.PipelineOptions().transcribe_options(settings)
-    assert (opts.mode, opts.beam_size, opts.batch_size, opts.workers) == ("batched", 2, 4, 2)
+    assert (opts.mode, opts.beam_size, opts.batch_size, opts.workers) == ("batched", 2, 3, 2)
     env = load_settings(environ={"NIIZA_AI_WHISPER_MODE": "sequential"}, home=settings.home)
     seq_opts = pipeline.PipelineOptions().transcribe_options(env)
     assert (seq_opts.mode, seq_opts.beam_size, seq_opts.workers) == ("sequential", 5, 1)
