@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -386,6 +388,9 @@ def _compression_ratio(text: str) -> float:
 _SENTENCE_END = tuple("。．.？?！!")
 
 
+_TRAILING_PARTICLE = re.compile(r"[かねよなわ][。？！、?!]?")
+
+
 def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pause_s: float = 0.0,
                    max_s: float = 10.0) -> list[Segment]:
     """One batched Whisper segment (a whole window when decoded without timestamps) → segments.
@@ -401,6 +406,13 @@ def _convert_split(s, pieces: list[_Piece], *, pause_s: float = 0.5, sentence_pa
         return [_convert(s, pieces, -1)]
     groups: list[list[tuple[int, object]]] = []  # [(piece index, word)]
     for w in s.words:
+        if groups and w.end - w.start <= 0.02 and _TRAILING_PARTICLE.fullmatch(str(w.word).strip()):
+            # the aligner gave a sentence-final particle no time and put it at the start of the
+            # next speech region (「…いつになります」|「かえっと…」): it ends the words before it
+            prev_i, prev_w = groups[-1][-1]
+            groups[-1].append((prev_i, SimpleNamespace(start=prev_w.end, end=prev_w.end, word=w.word,
+                                                       probability=w.probability)))
+            continue
         i = _piece_index((w.start + w.end) / 2, pieces)
         if groups:
             prev_i, prev_w = groups[-1][-1]

@@ -186,3 +186,22 @@ def test_batched_segment_is_split_at_long_pauses_and_sentence_ends():
     assert [x.text for x in _convert_split(one, [_Piece(0.0, 0.0, 5.0)], max_s=4.0)] == ["開会します", "次に"]
     # ... but not inside a piece shorter than max_s (a VAD region: its pauses are < 0.3 s)
     assert len(_convert_split(one, [_Piece(0.0, 0.0, 5.0)])) == 1
+
+
+def test_timeless_final_particle_stays_with_the_words_before_it():
+    """The aligner may give 「か」 no time and place it at the next region's start; it must not open
+    the next segment (「…いつになります」「かえっと…」)."""
+    from minutes.transcribe import _convert_split, _Piece
+
+    pieces = [_Piece(10.0, 0.0, 2.0), _Piece(20.0, 3.0, 2.0)]  # a 8 s pause between two regions
+    words = [SimpleNamespace(start=0.2, end=1.9, word="いつになります", probability=0.9),
+             SimpleNamespace(start=3.0, end=3.0, word="か", probability=0.5),
+             SimpleNamespace(start=3.1, end=4.5, word="えっと次に", probability=0.9)]
+    seg = SimpleNamespace(start=0.0, end=5.0, text="いつになりますかえっと次に", words=words, avg_logprob=-0.2,
+                          compression_ratio=1.0, no_speech_prob=0.01, temperature=0.0)
+    out = _convert_split(seg, pieces)
+    assert [s.text for s in out] == ["いつになりますか", "えっと次に"]
+    assert out[0].end <= 12.0 + 1e-6 and out[1].start >= 20.0
+    # a word with real duration at the next region's start still opens the next segment
+    words[1] = SimpleNamespace(start=3.0, end=3.4, word="か", probability=0.5)
+    assert [s.text for s in _convert_split(seg, pieces)] == ["いつになります", "かえっと次に"]
