@@ -113,11 +113,31 @@ def validate_message(message: str, settings) -> str:
     return msg
 
 
+# Residents ask the same questions over and over: the decided answer for the current FAQ state
+# (``storage.generation`` is bumped by every FAQ, vector, synonym or calibration write, in the
+# same transaction) is kept per process. Only for the stored calibration (``cal=None``).
+_answer_cache: dict[tuple, dict] = {}
+ANSWER_CACHE_MAX = 10_000
+
+
 def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
            cal: Calibration | None = None, mode: str = "hybrid") -> dict:
     """Retrieve and decide; no logging. Returns the public response plus ``kind`` and ``ranked``."""
     t0 = time.perf_counter()
-    cal = cal or current_calibration(db)
+    if cal is not None:
+        return _answer(db, settings, message, k=k, cal=cal, mode=mode, t0=t0)
+    key = (_db_key(db), storage.generation(db), embedding_spec(settings), message, k, mode)
+    hit = _answer_cache.get(key)
+    if hit is not None:
+        return {**hit, "ms": (time.perf_counter() - t0) * 1000}
+    out = _answer(db, settings, message, k=k, cal=current_calibration(db), mode=mode, t0=t0)
+    if len(_answer_cache) >= ANSWER_CACHE_MAX:
+        _answer_cache.clear()
+    _answer_cache[key] = out
+    return {**out}
+
+
+def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, t0: float) -> dict:
     r = retriever(db, settings)
     res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, w_kana=cal.w_kana,
                    w_answer=cal.w_answer, k=k, mode=mode)

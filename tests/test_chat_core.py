@@ -342,3 +342,20 @@ def test_upgraded_database_is_told_to_reindex_and_reindex_fills_answer_vectors(t
     lines.clear()
     service.bootstrap(db, settings, echo=lines.append)
     assert lines == []
+
+
+def test_repeated_question_reuses_the_answer_until_the_faq_changes(tmp_path):
+    """Answers are cached per FAQ state: an edit, a deletion or a synonym change is seen at once."""
+    settings, db = make_db(tmp_path)
+    q = "図書館の本は何冊まで借りられますか"
+    first = service.answer(db, settings, q)
+    again = service.answer(db, settings, q)
+    assert again["ranked"] == first["ranked"] and again["kind"] == first["kind"]
+    assert again is not first and again["ms"] < 5  # served from the cache, not recomputed
+    top = first["ranked"][0]
+    assert storage.delete_faq(db, top, actor="test")  # the FAQ it found is gone ...
+    after = service.answer(db, settings, q)
+    assert top not in after["ranked"] and after["faq_id"] != top  # ... and never offered again
+    # an explicit calibration (evaluation) always recomputes
+    cal = service.current_calibration(db)
+    assert service.answer(db, settings, q, cal=cal)["ranked"] == after["ranked"]
