@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,40 +66,23 @@ def self_cpu_s() -> float:
     return t.user + t.system
 
 
-def start_server(home: Path, workers: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "NIIZA_AI_HOME": str(home), "NIIZA_AI_CHAT_RATE_PER_MINUTE": "100000000",
-           "NIIZA_AI_LOG_LEVEL": "WARNING", **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port",
-                             str(port), "--workers", str(workers)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            httpx.get(base + "/health", timeout=2)
-            break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        raise RuntimeError("server did not start")
-    return proc, base
-
-
-def http_load(base: str, queries: list[str], clients: int) -> dict:
-    """The lean asyncio load generator of bench/chatbot.py (loaded by path: its module name would
-    shadow the ``chatbot`` package)."""
+def _bench_chatbot():
+    """bench/chatbot.py, loaded by path (its module name would shadow the ``chatbot`` package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_chatbot", ROOT / "bench" / "chatbot.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return asyncio.run(mod._http_load(base, queries, clients))
+    return mod
+
+
+def start_server(home: Path, workers: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    return _bench_chatbot().start_server(home, workers, extra_env)
+
+
+def http_load(base: str, queries: list[str], clients: int) -> dict:
+    """The lean asyncio load generator of bench/chatbot.py."""
+    return asyncio.run(_bench_chatbot()._http_load(base, queries, clients))
 
 
 def measure(proc, base: str, queries: list[str], clients: int) -> dict:

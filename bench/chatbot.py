@@ -239,27 +239,37 @@ async def _http_load(base: str, queries: list[str], clients: int) -> dict:
             "errors": errors}
 
 
-def http_bench(home: Path, clients: int = 50, workers: int = 1) -> dict:
-    from chatbot import service
+def start_server(home: Path, workers: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`niiza-ai serve` on a free port with the rate limit lifted; returns (process, base URL)."""
+    import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "NIIZA_AI_HOME": str(home), "NIIZA_AI_CHAT_RATE_PER_MINUTE": "100000000",
-           "NIIZA_AI_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port", str(port),
-                             "--workers", str(workers)],
+           "NIIZA_AI_LOG_LEVEL": "WARNING", **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-c", "import api; api.main()", "serve", "--port",
+                             str(port), "--workers", str(workers)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            httpx.get(base + "/health", timeout=2)
+            return proc, base
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError("server did not start")
+
+
+def http_bench(home: Path, clients: int = 50, workers: int = 1) -> dict:
+    import httpx
+
+    from chatbot import service
+
+    proc, base = start_server(home, workers)
     try:
-        import httpx
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                httpx.get(base + "/health", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.3)
         httpx.post(base + "/api/chat/ask", json={"message": "住民票"}, timeout=60)
         queries = [q.query for q in service.read_queries(DEV)]
         cold = asyncio.run(_http_load(base, queries, clients))  # every question new to the server
