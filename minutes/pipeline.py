@@ -119,6 +119,7 @@ def iter_segments(settings: Settings, prepared: Prepared, *, options: PipelineOp
 
 def _utterance_from(turn: Sequence[Segment], speaker: str,
                     glossaries: Sequence[glossary_mod.Glossary]) -> Utterance:
+    turn = [cleanup.fix_misheard_fillers(s) for s in turn]  # 絵/A/営 at a phrase start → えー
     text = " ".join(s.text.strip() for s in turn if s.text.strip())
     words = [w for s in turn for w in s.words]
     raw = cleanup.normalize_orthography(punctuate.punctuate(text, words, end_of_turn=True))

@@ -254,3 +254,51 @@ def test_glossary_term_written_in_kana_that_starts_on_a_particle():
     assert glossary.apply(g, "原案の通りかけつすべきでない") == "原案の通りかけつすべきでない"
     # a real particle followed by other words is left alone
     assert glossary.apply(g, "これがかけつ") == "これがかけつ"
+
+
+def _seg_words(words):
+    """A segment from (text, start, end, probability) tuples, as the batched mode builds them."""
+    ws = [Word(s, e, t, p) for t, s, e, p in words]
+    return Segment(0, ws[0].start, ws[-1].end, "".join(w.text for w in ws).strip(), ws)
+
+
+def test_fillers_whisper_wrote_as_kanji_or_latin_letters():
+    # word timestamps and probabilities as Whisper base gave them on the committee recording
+    seg = _seg_words([("絵", 0.73, 0.97, 0.59), ("定", 0.97, 1.25, 0.31), ("刻", 1.25, 1.41, 0.47),
+                ("となりました", 1.41, 2.2, 0.99)])
+    assert cleanup.fix_misheard_fillers(seg).text == "えー定刻となりました"
+    seg = _seg_words([(" 営", 152.52, 152.52, 0.53), ("質", 152.52, 152.76, 0.8), ("疑", 152.76, 153.04, 0.98),
+                ("が", 153.04, 153.16, 0.97), ("ない", 153.16, 153.4, 0.99)])
+    assert cleanup.fix_misheard_fillers(seg).text == "えー質疑がない"
+    seg = _seg_words([("つきましては", 69.0, 69.6, 0.99), ("A", 70.59, 70.82, 0.14), (" 処", 71.48, 71.58, 0.39),
+                ("遇", 71.58, 71.74, 0.9), ("改善", 71.74, 72.1, 0.95)])
+    fixed = cleanup.fix_misheard_fillers(seg)
+    assert fixed.text == "つきましてはえー 処遇改善"
+    assert [w.text for w in fixed.words][1] == "えー" and seg.words[1].text == "A"  # a copy
+    raw = punctuate.punctuate(fixed.text, fixed.words)
+    assert cleanup.clean_text(raw) == "つきましては、処遇改善。"
+    # content words stay: a confident 英 that runs into 語, 絵 inside a phrase, A in A案
+    for words in ([("英", 5.0, 5.2, 0.9), ("語", 5.2, 5.4, 0.99), ("の", 5.4, 5.5, 0.99)],
+                  [("この", 5.0, 5.3, 0.9), ("絵", 5.3, 5.5, 0.4), ("は", 5.5, 5.6, 0.99)],
+                  [("A", 5.0, 5.2, 0.9), ("案", 5.2, 5.4, 0.99), ("と", 5.4, 5.5, 0.99)]):
+        seg = _seg_words(words)
+        assert cleanup.fix_misheard_fillers(seg) is seg
+
+
+@pytest.mark.parametrize("raw,fixed", [
+    # 公用文: Arabic digits before a counter (横書き)
+    ("八割、八割ということは、残りの二割は", "8割、8割ということは、残りの2割は"),
+    ("定員を百二十人拡大し、年二回開催します。二〇二五年度、一万五千円", "定員を120人拡大し、年2回開催します。2025年度、1万5000円"),
+    # numerals inside words stay
+    ("数十人、一時預かり、十分な、二度と、四日市市、三日月、一人一人、千葉、百貨店",
+     "数十人、一時預かり、十分な、二度と、四日市市、三日月、一人一人、千葉、百貨店"),
+    # 形式名詞・補助用言 in kana
+    ("原案の通り可決。従来通り受け付けます。宜しくお願いします。どうすれば良いのでしょうか。",
+     "原案のとおり可決。従来どおり受け付けます。よろしくお願いします。どうすればよいのでしょうか。"),
+    ("他に質疑はありませんか。", "ほかに質疑はありませんか。"),
+    ("議案題15号", "議案第15号"),
+    # a street, 良い as an adjective, その他 stay
+    ("駅前の通りを歩く。良い結果です。その他の議案。", "駅前の通りを歩く。良い結果です。その他の議案。"),
+])
+def test_koyobun_orthography(raw, fixed):
+    assert cleanup.normalize_orthography(raw) == fixed
