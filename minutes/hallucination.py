@@ -39,7 +39,18 @@ STOCK_PHRASES = (
     "チャンネル登録よろしくお願いします", "最後までご視聴いただきありがとうございました",
     "字幕視聴ありがとうございました", "おやすみなさい", "お疲れ様でした",
 )
+# Stock phrases people also say in a meeting (お疲れ様でした closes many): dropped only when
+# Whisper was not sure of them as speech, i.e. unless the VAD finds speech under at least half of
+# the segment, the words' mean probability is at least 0.8 and the no-speech probability is low.
+SPOKEN_STOCK_PHRASES = ("お疲れ様でした", "お疲れさまでした", "おやすみなさい")
 _STOCK = {re.sub(r"[\s。、!！?？]", "", unicodedata.normalize("NFKC", p)) for p in STOCK_PHRASES}
+_SPOKEN_STOCK = {re.sub(r"[\s。、!！?？]", "", unicodedata.normalize("NFKC", p)) for p in SPOKEN_STOCK_PHRASES}
+
+
+def _confident_speech(segment: Segment, fraction: float | None) -> bool:
+    if fraction is None or fraction < 0.5 or segment.no_speech_prob >= 0.3 or not segment.words:
+        return False
+    return sum(w.probability for w in segment.words) / len(segment.words) >= 0.8
 
 
 def _compact(text: str) -> str:
@@ -87,7 +98,8 @@ def judge(segment: Segment, regions: list[SpeechRegion] | None = None,
     repeats, _unit = max_consecutive_repeats(text)
     if repeats >= p.max_repeats:
         return "repetition"
-    if _compact(text) in _STOCK:
+    if _compact(text) in _STOCK and not (_compact(text) in _SPOKEN_STOCK
+                                         and _confident_speech(segment, fraction)):
         return "stock_phrase"
     if fraction is not None and fraction < p.min_speech_fraction:
         return "outside_speech"

@@ -203,6 +203,15 @@ def test_hallucination_filter_reasons():
     assert hallucination.judge(_seg("あ", compression_ratio=3.1), speech) == "compression"
     assert hallucination.judge(_seg("ありがとうございます" * 5), speech) == "repetition"
     assert hallucination.judge(_seg("ご視聴ありがとうございました"), speech) == "stock_phrase"
+    # お疲れ様でした is said at the end of meetings: kept when Whisper heard it clearly over speech
+    # (word probabilities as Whisper base gave them on a real closing line), dropped otherwise
+    clear = [Word(1.0 + 0.4 * i, 1.4 + 0.4 * i, t, p) for i, (t, p) in
+             enumerate([("お", 0.98), ("疲", 0.99), ("れ", 1.0), ("様", 0.89), ("でした。", 0.98)])]
+    assert hallucination.judge(_seg("お疲れ様でした。", words=clear), speech) == ""
+    unsure = [Word(w.start, w.end, w.text, 0.5) for w in clear]
+    assert hallucination.judge(_seg("お疲れ様でした。", words=unsure), speech) == "stock_phrase"
+    assert hallucination.judge(_seg("お疲れ様でした。", words=clear), half) == "stock_phrase"
+    assert hallucination.judge(_seg("ご視聴ありがとうございました", words=clear), speech) == "stock_phrase"
     assert hallucination.judge(_seg("本件は承認されました。", start=10, end=14), speech) == "outside_speech"
     # a stutter is not a repetition loop
     assert hallucination.judge(_seg("保育所の保育所の入所申請"), speech) == ""
