@@ -126,15 +126,23 @@ def load_sample_cmd():
 @click.option("--write-default", type=click.Path(dir_okay=False), default=None,
               help="結果を既定の較正ファイル（calibration.json）としても書き出す")
 @click.option("--target-precision", type=click.FloatRange(0.5, 1.0), default=None,
-              help="直接回答の正答率の目標（交差検証で評価。既定 0.95）")
-def calibrate_cmd(queries, as_json, write_default, target_precision):
+              help="直接回答の正答率の目標（交差検証で評価。既定 0.93）")
+@click.option("--min-oos-precision", type=click.FloatRange(0.0, 1.0), default=None,
+              help="直接回答しなかった質問のうち対象外の質問が占める割合の目標（既定 0.9）")
+@click.option("--min-oos-recall", type=click.FloatRange(0.0, 1.0), default=None,
+              help="対象外の質問に直接回答しない割合の下限（既定 0.83）")
+def calibrate_cmd(queries, as_json, write_default, target_precision, min_oos_precision,
+                  min_oos_recall):
     """評価用CSVで融合の重みと回答しきい値を調整し、データベースに保存する。"""
     from . import confidence, service
 
     settings, db = _ctx()
     rows = service.read_queries(queries)
     target = target_precision if target_precision is not None else confidence.DIRECT_PRECISION_TARGET
-    cal = service.calibrate(db, settings, rows, source=queries, target_precision=target)
+    oos_p = confidence.MIN_OOS_PRECISION if min_oos_precision is None else min_oos_precision
+    oos_r = confidence.MIN_OOS_RECALL if min_oos_recall is None else min_oos_recall
+    cal = service.calibrate(db, settings, rows, source=queries, target_precision=target,
+                            min_oos_precision=oos_p, min_oos_recall=oos_r)
     _audit(db, "faq_calibrate", "chat_calibration", "latest", n=len(rows))
     if write_default:
         with open(write_default, "w", encoding="utf-8") as fh:
@@ -148,6 +156,9 @@ def calibrate_cmd(queries, as_json, write_default, target_precision):
     if cal.answer_model:
         click.echo(f"直接回答のしきい値（正答確率）: {cal.t_answer:.3f}"
                    f"（目標の正答率 {target:.0%}）")
+        if cal.t_p:
+            click.echo(f"直接回答のしきい値（対象内の確率）: {cal.t_p:.3f}"
+                       f"（未回答のうち対象外 {oos_p:.0%} 以上・対象外の {oos_r:.0%} 以上に直接回答しない）")
     else:
         click.echo(f"しきい値: スコア {cal.t_score:.3f} / 差 {cal.t_margin:.3f} / 類似度 {cal.t_dense:.3f}"
                    f" / 対象外 {cal.t_oos:.3f}")

@@ -28,6 +28,13 @@ from .tokenize import KanaLexicon, Synonyms, analyze, has_kana_word, normalize, 
 PERSONAL_RE = re.compile(
     r"(私|わたし|あたし|僕|ぼく|俺|おれ|自分|うち|我が家|夫|妻|主人|母|父|息子|娘|祖母|祖父)の(?!代わり|ため)"
     r"|(私|わたし|あたし|僕|ぼく|俺|おれ|自分)が")
+# A personal case: the resident (or their family) asks for a figure, date or decision in their
+# own file — 「私の住民税はいくら」「先週出した申請の審査結果」「うちの水道代はいくら」. No FAQ can
+# answer that; 「父のおむつ代の補助はありますか」 (a general service) is not one.
+PERSONAL_CASE_RE = re.compile(
+    r"(?=.*((私|わたし|あたし|僕|ぼく|俺|おれ|自分|うち|我が家|夫|妻|主人|母|父|息子|娘|祖母|祖父|子ども|子供)"
+    r"(の|が|は)|(出した|提出した|予約した|申請した|申し込んだ|借りて(る|いる)|払った)))"
+    r"(?=.*(いくら|金額|何円|日付|結果|理由|審査|滞納|いつ届|届いて|振り込まれ|何になり|返却日))")
 
 # bm25() column weights: faq_id (unindexed), question, answer, keywords
 BM25_WEIGHTS = (0.0, 3.0, 1.0, 2.0)
@@ -93,6 +100,10 @@ class Snapshot:
     kana_vocab: dict = field(default_factory=dict)  # reading trigram → FAQ count
     built_s: float = 0.0
     kana_lexicon: KanaLexicon | None = None  # built on first use (a query with a kana word)
+    # lazily filled: faq_id → its lexical terms (question + answer + keywords), and the
+    # normalised mean question vector of each category
+    faq_terms: dict = field(default_factory=dict)
+    category_centroids: np.ndarray | None = None
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -162,6 +173,50 @@ class Retriever:
                                        for f in snap.faqs.values()), snap.synonyms)
                     snap.kana_lexicon = lex
         return lex
+
+    def faq_terms(self, snap: Snapshot, faq_id: str) -> frozenset:
+        """The FAQ's lexical terms, tokenised as in the FTS index (question + answer + keywords)."""
+        terms = snap.faq_terms.get(faq_id)
+        if terms is None:
+            f = snap.faqs[faq_id]
+            text = " ".join((f["question"], f["answer"] or "",
+                             (f["keywords"] or "").replace(";", " ").replace(",", " ")))
+            terms = frozenset(analyze(text, snap.synonyms).tokens)
+            snap.faq_terms[faq_id] = terms
+        return terms
+
+    def centroids(self, snap: Snapshot) -> np.ndarray:
+        """Normalised mean question vector per FAQ category (only FAQs with a vector)."""
+        c = snap.category_centroids
+        if c is None:
+            groups: dict[str, list[int]] = {}
+            for i, fid in enumerate(snap.ids):
+                if snap.has_vec[i]:
+                    groups.setdefault(snap.faqs[fid]["category"] or "", []).append(i)
+            rows = []
+            for ix in groups.values():
+                m = snap.matrix[ix].mean(0)
+                n = float(np.linalg.norm(m))
+                if n > 0:
+                    rows.append(m / n)
+            c = np.stack(rows).astype(np.float32) if rows else np.zeros((0, snap.matrix.shape[1]),
+                                                                        np.float32)
+            snap.category_centroids = c
+        return c
+
+    def coverage(self, snap: Snapshot, toks: list[str], faq_id: str) -> float:
+        """IDF-weighted share of the query's terms that the FAQ's text contains."""
+        return term_coverage(toks, self.faq_terms(snap, faq_id), snap.vocab, len(snap.ids))
+
+    def scope_features(self, snap: Snapshot, norm: str, has_dense: bool = True) -> dict:
+        """Query-level signals that need the snapshot: the best cosine to a category centroid
+        (how close the question is to any FAQ topic area at all) and personal-case wording."""
+        cat = 0.0
+        if has_dense and snap.has_vec.any():
+            c = self.centroids(snap)
+            if len(c):
+                cat = float((c @ self.query_vector(norm)).max())
+        return {"cat_max": cat, "personal_case": 1.0 if PERSONAL_CASE_RE.search(norm) else 0.0}
 
     def prepare(self, snap: Snapshot, query: str) -> str:
         """Normalised query text, words typed in kana rewritten as the FAQ writes them."""
@@ -261,9 +316,22 @@ class Retriever:
                     float(dz[i])) for i in order]
         feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
         feats.update(fusion_features(fused, lz, dz, kz, az))
+        feats.update(self.scope_features(snap, norm, has_dense=mode != "lexical"))
+        feats["top_cov"] = self.coverage(snap, toks, snap.ids[int(np.argmax(fused))])
         return Result(hits, top_dense=float(dense.max()) if dense.size else 0.0,
                       top_lex=float(lex.max()) if lex.size else 0.0, n_tokens=len(toks),
                       ms=(time.perf_counter() - t0) * 1000, features=feats)
+
+
+def term_coverage(toks: list[str], terms, vocab: dict, n_faqs: int) -> float:
+    """IDF-weighted share (IDF over the FAQ, unknown terms weigh most) of the query's distinct
+    terms found in ``terms``."""
+    uniq = list(dict.fromkeys(toks))
+    if not uniq:
+        return 0.0
+    w = [np.log((n_faqs + 1) / (vocab.get(t, 0) + 0.5)) for t in uniq]
+    total = float(sum(w))
+    return float(sum(wi for t, wi in zip(uniq, w) if t in terms)) / total if total > 0 else 0.0
 
 
 MOVING_RE = re.compile(r"(引っ?越|引越|転出|転入|転居|住んで|住む|移り|移る)")
@@ -294,6 +362,8 @@ def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray
         "top_dense": d1,
         "dense_margin": d1 - d2,
         "top_lex_z": float(lz.max()) if lz.size else 0.0,
+        # no FAQ shares a single term with the question (greetings, chit-chat, 花粉 予報)
+        "lex_none": 0.0 if (lz.size and float(lz.max()) > 1e-9) else 1.0,
         "coverage": (sum(t in vocab for t in uniq) / len(uniq)) if uniq else 0.0,
         "noun_cov": (sum(t in vocab for t in nouns) / len(nouns)) if nouns else 1.0,
         "kana_cov": kana_cov,

@@ -395,6 +395,9 @@ def evaluate(db, settings, rows: list[EvalRow], *, mode: str = "hybrid",
     return out
 
 
+COVER_CANDIDATES = 20
+
+
 def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScores]:
     from .retrieval import _z, oos_features
     from .tokenize import analyze
@@ -411,19 +414,32 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
         kz = _z(r.kana_scores(db, snap, norm))
         az = _z(r.dense_scores(snap, norm, "answer"))
         static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab)  # top/margin: per weight
-        out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz, az))
+        static.update(r.scope_features(snap, norm))
+        # coverage of the query by each FAQ that can be the fused #1 under some weights: every
+        # lexical match and the best few of each other score (the rest share no term anyway)
+        cover = np.zeros(len(snap.ids), dtype=np.float32)
+        cand = set(np.flatnonzero(lex > 0).tolist())
+        for x in (dz, kz, az):
+            cand.update(np.argsort(-x, kind="stable")[:COVER_CANDIDATES].tolist())
+        for i in cand:
+            cover[i] = r.coverage(snap, an.tokens, snap.ids[i])
+        out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz, az,
+                                          cover))
     return out
 
 
 def calibrate(db, settings, rows: list[EvalRow], *, store: bool = True, source: str = "",
-              target_precision: float = confidence.DIRECT_PRECISION_TARGET) -> Calibration:
+              target_precision: float = confidence.DIRECT_PRECISION_TARGET,
+              min_oos_precision: float = confidence.MIN_OOS_PRECISION,
+              min_oos_recall: float = confidence.MIN_OOS_RECALL) -> Calibration:
     known = {f["faq_id"] for f in storage.list_faqs(db)}
     unknown = sorted({r.faq_id for r in rows if r.faq_id and r.faq_id not in known})
     if unknown:
         raise InvalidInput(f"評価用CSVに、登録されていないFAQ番号があります: {', '.join(unknown[:10])}")
     qs = query_scores(db, settings, rows)
     cal = confidence.calibrate(qs, model=get_embedder(embedding_spec(settings)).name,
-                               target_precision=target_precision)
+                               target_precision=target_precision,
+                               min_oos_precision=min_oos_precision, min_oos_recall=min_oos_recall)
     if store:
         storage.save_calibration(db, cal.to_dict(), source=source)
     return cal

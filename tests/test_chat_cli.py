@@ -64,6 +64,10 @@ def test_calibrate_then_eval_json(home, tmp_path):
     assert 0 <= cal["w_lex"] <= 1 and cal["n_queries"] == 8
     # cross-validated direct answers meet the requested precision on the calibration queries
     assert cal["answer_model"] and cal["metrics"]["direct_precision"] >= 0.9
+    # the in-scope model sees how much of the question the #1 FAQ covers, personal-case wording
+    # and whether any FAQ shares a term with it
+    assert {"top_cov", "cat_max", "personal_case", "lex_none"} <= set(cal["oos_model"]["features"])
+    assert {"top_cov", "agree"} <= set(cal["answer_model"]["features"])
     r = _cli(home, "eval", str(q), "--json")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 1
