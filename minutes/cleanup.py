@@ -57,10 +57,10 @@ def misheard_filler(words, k: int) -> bool:
         return False
     if core.isascii():
         return True
-    # a kanji must not run into the next word without a pause when Whisper was fairly sure of it
-    # (英語, 営業: the next character belongs to the same word)
-    nxt = words[k + 1] if k + 1 < len(words) else None
-    return nxt is None or nxt.start - w.end >= 0.1 or w.probability < 0.6 or nxt.probability < 0.5
+    # a kanji that makes a word with what follows is content (英語, 営業, 絵本): Sudachi decides
+    following = "".join(x.text for x in words[k:k + 4]).strip()
+    morphs = tokenize(following)
+    return bool(morphs) and morphs[0].surface == core
 
 
 def fix_misheard_fillers(segment):
