@@ -11,6 +11,7 @@ load time: FAQs without a stored vector for the current model simply get a neutr
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -45,6 +46,8 @@ MAX_LEXICAL_HITS = 300
 # query (they add little and make SQLite score thousands of rows). Small FAQs use every term.
 PRUNE_ABOVE_FAQS = 2000
 PRUNE_DF_SHARE = 0.05
+# FAQs whose term sets (for the coverage of the query by the #1 FAQ) are kept per snapshot.
+FAQ_TERMS_CACHE = 10_000
 
 
 def _prune(terms: list[str], df: dict, n: int) -> list[str]:
@@ -181,7 +184,9 @@ class Retriever:
             f = snap.faqs[faq_id]
             text = " ".join((f["question"], f["answer"] or "",
                              (f["keywords"] or "").replace(";", " ").replace(",", " ")))
-            terms = frozenset(analyze(text, snap.synonyms).tokens)
+            terms = frozenset(sys.intern(t) for t in analyze(text, snap.synonyms).tokens)
+            if len(snap.faq_terms) >= FAQ_TERMS_CACHE:  # bounded memory on a large FAQ
+                snap.faq_terms.clear()
             snap.faq_terms[faq_id] = terms
         return terms
 

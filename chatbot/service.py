@@ -415,12 +415,13 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
         az = _z(r.dense_scores(snap, norm, "answer"))
         static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab)  # top/margin: per weight
         static.update(r.scope_features(snap, norm))
-        # coverage of the query by each FAQ that can be the fused #1 under some weights: every
-        # lexical match and the best few of each other score (the rest share no term anyway)
+        # coverage of the query by each FAQ that can be the fused #1 under some weights: the best
+        # few of each score (a fused #1 is near the top of at least one of them)
         cover = np.zeros(len(snap.ids), dtype=np.float32)
-        cand = set(np.flatnonzero(lex > 0).tolist())
-        for x in (dz, kz, az):
-            cand.update(np.argsort(-x, kind="stable")[:COVER_CANDIDATES].tolist())
+        cand: set[int] = set()
+        for x in (lz, dz, kz, az):
+            k = min(COVER_CANDIDATES, len(x))
+            cand.update(np.argpartition(-x, k - 1)[:k].tolist() if k < len(x) else range(len(x)))
         for i in cand:
             cover[i] = r.coverage(snap, an.tokens, snap.ids[i])
         out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz, az,
