@@ -331,3 +331,27 @@ def test_chunked_senko_keeps_speaker_labels_across_chunks():
     seen: dict[str, str] = {}
     for a, b in zip(turns, two):
         assert seen.setdefault(a.speaker, b.speaker) == b.speaker
+
+
+def test_short_turns_take_the_nearest_cluster():
+    """Turns under 2 s are not clustered themselves: they join the nearest cluster of long turns."""
+    sr = 16000
+    rng = np.random.default_rng(3)
+
+    def voice(f0, formant, seconds):
+        t = np.arange(int(sr * seconds)) / sr
+        sig = sum(np.sin(2 * np.pi * f0 * k * t) / k * np.exp(-((f0 * k - formant) / 600) ** 2)
+                  for k in range(1, 30))
+        return (0.2 * sig + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+    plan = [(0, 3.0), (1, 3.0), (0, 1.0), (1, 1.2), (0, 3.0), (1, 0.8), (1, 3.0), (0, 1.5)]
+    parts, turns, pos = [], [], 0.0
+    for i, (who, secs) in enumerate(plan):
+        a = voice(110, 700, secs) if who == 0 else voice(230, 2200, secs)
+        parts += [a, np.zeros(int(sr * 0.5), np.float32)]
+        turns.append([_seg(i, pos, pos + secs)])
+        pos += secs + 0.5
+    audio = np.concatenate(parts)
+    want = ["話者1" if who == 0 else "話者2" for who, _ in plan]
+    assert speakers.cluster_turns(audio, turns) == want
+    assert speakers.cluster_turns(audio, turns, num_speakers=2) == want
