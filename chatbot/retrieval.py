@@ -48,6 +48,9 @@ PRUNE_ABOVE_FAQS = 2000
 PRUNE_DF_SHARE = 0.05
 # FAQs whose term sets (for the coverage of the query by the #1 FAQ) are kept per snapshot.
 FAQ_TERMS_CACHE = 10_000
+# Up to this many FAQs, every FAQ's term set is computed when the snapshot is built (~0.5 ms per
+# FAQ, once per FAQ edit), so no resident's question pays for it; larger FAQs compute them lazily.
+FAQ_TERMS_EAGER = 2000
 
 
 def _prune(terms: list[str], df: dict, n: int) -> list[str]:
@@ -162,6 +165,9 @@ class Retriever:
                 snap = self._snap
                 if snap is None or snap.generation != gen:
                     snap = load_snapshot(db, self.embedder)
+                    if len(snap.ids) <= FAQ_TERMS_EAGER:
+                        for fid in snap.ids:
+                            self.faq_terms(snap, fid)
                     self._snap = snap
         return snap
 
