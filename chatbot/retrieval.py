@@ -21,9 +21,10 @@ import numpy as np
 import sqlite_utils
 
 from . import storage
-from .confidence import fusion_features
+from .confidence import RERANK_K, fusion_features, rerank_distinct
 from .embed import Embedder
-from .tokenize import KanaLexicon, Synonyms, analyze, has_kana_word, normalize, reading, trigrams
+from .tokenize import (KanaLexicon, Synonyms, analyze, distinct_chars, has_kana_word, normalize,
+                       reading, trigrams)
 
 # "私の…", "私が…", "うちの…": a resident asking about their own case, which no FAQ can answer.
 PERSONAL_RE = re.compile(
@@ -110,6 +111,9 @@ class Snapshot:
     # normalised mean question vector of each category
     faq_terms: dict = field(default_factory=dict)
     category_centroids: np.ndarray | None = None
+    # lazily built: per FAQ (aligned with ids) the kanji / katakana characters and pairs of its
+    # question + keywords, and their IDF over the FAQ (``Retriever.distinct_index``)
+    distinct: tuple | None = None
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -215,6 +219,34 @@ class Retriever:
             snap.category_centroids = c
         return c
 
+    def distinct_index(self, snap: Snapshot) -> tuple[list, dict]:
+        """Per FAQ (aligned with ``snap.ids``) the characters of its question + keywords
+        (``tokenize.distinct_chars``), and each character's IDF over the FAQ; once per snapshot."""
+        idx = snap.distinct
+        if idx is None:
+            with self._lock:
+                idx = snap.distinct
+                if idx is None:
+                    sets = [distinct_chars(snap.faqs[fid]["question"] + " "
+                                           + (snap.faqs[fid]["keywords"] or "").replace(";", " "))
+                            for fid in snap.ids]
+                    df: dict[str, int] = {}
+                    for cs in sets:
+                        for c in cs:
+                            df[c] = df.get(c, 0) + 1
+                    n = len(sets)
+                    idf = {c: float(np.log((n + 1) / (k + 0.5))) for c, k in df.items()}
+                    idx = (sets, idf, float(np.log((n + 1) / 0.5)))
+                    snap.distinct = idx
+        return idx[0], idx[1]
+
+    def query_chars(self, snap: Snapshot, norm: str) -> dict:
+        """The question's characters (``distinct_chars``) → IDF weight (characters no FAQ has
+        weigh most)."""
+        _sets, idf = self.distinct_index(snap)
+        unknown = snap.distinct[2]
+        return {c: idf.get(c, unknown) for c in distinct_chars(norm)}
+
     def coverage(self, snap: Snapshot, toks: list[str], faq_id: str) -> float:
         """IDF-weighted share of the query's terms that the FAQ's text contains."""
         return term_coverage(toks, self.faq_terms(snap, faq_id), snap.vocab, len(snap.ids))
@@ -290,9 +322,10 @@ class Retriever:
         return s
 
     def search(self, db: sqlite_utils.Database, query: str, *, w_lex: float = 0.3,
-               w_dense: float = 0.7, w_kana: float = 0.0, w_answer: float = 0.0, k: int = 10,
-               mode: str = "hybrid") -> Result:
-        """``mode``: hybrid | lexical | dense."""
+               w_dense: float = 0.7, w_kana: float = 0.0, w_answer: float = 0.0,
+               w_distinct: float = 0.0, k: int = 10, mode: str = "hybrid") -> Result:
+        """``mode``: hybrid | lexical | dense. ``w_distinct``: second-stage rerank of the fused top
+        ``RERANK_K`` by distinguishing characters (``confidence.rerank_distinct``)."""
         t0 = time.perf_counter()
         snap = self.snapshot(db)
         if not snap.ids:
@@ -316,14 +349,22 @@ class Retriever:
                 fused = fused + w_kana * kz
             if az is not None:
                 fused = fused + w_answer * az
+        # Second stage (``w_distinct``): the order of the fused top few only. The decision's
+        # signals below still describe the fusion, as in the calibration (``_fused_feats``).
+        ranking = fused
+        if w_distinct:
+            sets, _idf = self.distinct_index(snap)
+            ranking = rerank_distinct(fused, self.query_chars(snap, norm), sets.__getitem__,
+                                      w_distinct, RERANK_K)
         k = min(k, len(snap.ids))
         if mode == "lexical":
             # only FAQs with a lexical match are candidates for the lexical-only baseline
-            order = [i for i in np.argsort(-fused, kind="stable")[:k] if lex[i] > 0]
+            order = [i for i in np.argsort(-ranking, kind="stable")[:k] if lex[i] > 0]
         else:
-            order = list(np.argpartition(-fused, k - 1)[:k]) if k < len(fused) else list(range(len(fused)))
-            order.sort(key=lambda i: -fused[i])
-        hits = [Hit(snap.ids[i], float(fused[i]), float(lex[i]), float(dense[i]), float(lz[i]),
+            order = (list(np.argpartition(-ranking, k - 1)[:k]) if k < len(ranking)
+                     else list(range(len(ranking))))
+            order.sort(key=lambda i: -ranking[i])
+        hits = [Hit(snap.ids[i], float(ranking[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
         feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
         feats.update(fusion_features(fused, lz, dz, kz, az))

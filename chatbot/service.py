@@ -140,7 +140,7 @@ def answer(db: sqlite_utils.Database, settings, message: str, *, k: int = 10,
 def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, t0: float) -> dict:
     r = retriever(db, settings)
     res = r.search(db, message, w_lex=cal.w_lex, w_dense=cal.w_dense, w_kana=cal.w_kana,
-                   w_answer=cal.w_answer, k=k, mode=mode)
+                   w_answer=cal.w_answer, w_distinct=cal.w_distinct, k=k, mode=mode)
     snap = r.snapshot(db)
     if not res.hits:
         return {"faq_id": None, "answer": TEXT_NO_FAQ, "confidence": 0.0, "candidates": [],
@@ -404,6 +404,7 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
 
     r = retriever(db, settings)
     snap = r.snapshot(db)
+    faq_chars, _idf = r.distinct_index(snap)
     out = []
     for row in rows:
         norm = r.prepare(snap, row.query)
@@ -425,7 +426,7 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
         for i in cand:
             cover[i] = r.coverage(snap, an.tokens, snap.ids[i])
         out.append(confidence.QueryScores(row.faq_id, lz, dz, dense, snap.ids, static, kz, az,
-                                          cover))
+                                          cover, r.query_chars(snap, norm), faq_chars))
     return out
 
 

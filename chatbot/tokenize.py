@@ -283,3 +283,17 @@ class KanaLexicon:
 def has_kana_word(normalized_text: str) -> bool:
     """Whether ``KanaLexicon.convert`` could change anything (a word typed in hiragana)."""
     return _KANA_WORD_RE.search(normalized_text) is not None
+
+
+_DISTINCT_RE = re.compile(r"[一-龥々ァ-ヴー]")
+
+
+def distinct_chars(text: str) -> frozenset:
+    """Kanji / katakana characters of the text and the pairs of them written next to each other
+    (「夜間」→ 夜, 間, 夜間). Used to tell near-neighbour FAQs apart: a question's characters that
+    only one of the top few FAQs' questions contains (``confidence.rerank_distinct``). No
+    dictionary: it works on typos and words Sudachi splits differently."""
+    s = normalize(text)
+    singles = _DISTINCT_RE.findall(s)
+    pairs = (a + b for a, b in zip(s, s[1:]) if _DISTINCT_RE.match(a) and _DISTINCT_RE.match(b))
+    return frozenset(singles).union(pairs)

@@ -441,3 +441,42 @@ def test_repeated_question_reuses_the_answer_until_the_faq_changes(tmp_path):
     # an explicit calibration (evaluation) always recomputes
     cal = service.current_calibration(db)
     assert service.answer(db, settings, q, cal=cal)["ranked"] == after["ranked"]
+
+
+def test_distinct_chars_are_kanji_katakana_and_their_pairs():
+    from chatbot.tokenize import distinct_chars
+
+    cs = distinct_chars("夜間に婚姻届を出せますか")
+    assert {"夜", "間", "夜間", "婚", "姻", "届", "婚姻", "姻届"} <= cs
+    assert "に" not in cs and "間に" not in cs  # hiragana is not distinguishing
+    assert "コン" in distinct_chars("コンビニ")
+
+
+def test_rerank_distinct_moves_only_the_top_few_by_what_only_one_of_them_says():
+    # fused scores: 0 and 1 are near neighbours, 2 is far behind, 3 is outside the top 2
+    fused = np.array([2.0, 1.9, 0.5, -1.0])
+    chars = [frozenset("婚姻届"), frozenset("夜間休日届"), frozenset("届"), frozenset("夜間")]
+    q = {"夜": 1.0, "間": 1.0, "届": 0.2}  # the question says 夜間, which only FAQ 1 says
+    out = confidence.rerank_distinct(fused, q, chars.__getitem__, w=1.0, k=2)
+    assert np.argmax(out) == 1
+    assert out[2] == fused[2] and out[3] == fused[3]  # outside the top k: untouched
+    assert np.array_equal(confidence.rerank_distinct(fused, q, chars.__getitem__, w=0.0), fused)
+
+
+@pytest.mark.parametrize("query,gold", [
+    ("ファミリーマートでも住民票は取れますか", "F0033"),
+    ("出張所で住民票は取れますか", "F0187"),
+    ("海外から帰ってきた 住民票どうする？", "F0164"),
+    ("マイナンバーカード 期限切れ 更新", "F0024"),
+])
+def test_shipped_rerank_puts_the_near_neighbour_that_fits_first(sample, query, gold):
+    import dataclasses
+
+    settings, db = sample
+    cal = service.current_calibration(db)
+    assert cal.w_distinct > 0
+    res = service.answer(db, settings, query)
+    assert res["ranked"][0] == gold, res["ranked"][:3]
+    plain = service.answer(db, settings, query, cal=dataclasses.replace(cal, w_distinct=0.0))
+    # the fusion alone had it near the top, behind a neighbour (F0004 住民票の写し, F0023 …)
+    assert plain["ranked"][0] != gold and gold in plain["ranked"][:5]
