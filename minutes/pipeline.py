@@ -182,8 +182,40 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
             raise InvalidInput("話者分離（senko）がインストールされていません。",
                                log_message="senko not installed")
         return None
-    return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
-                               device=settings.whisper_device, num_speakers=opts.num_speakers)
+    if prepared.duration_s <= diarize_mod.chunk_length_s():
+        return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
+                                   device=settings.whisper_device, num_speakers=opts.num_speakers)
+    # A long recording: Whisper is done with it, so its model copies and the heap the decoding
+    # left behind go back to the system before senko (torch, CAM++, features) grows, and senko's
+    # models go after it, so the next job's transcription does not carry them; each is loaded
+    # again by the next job that needs it (seconds, against a recording of more than 19 min).
+    release_transcription_memory()
+    try:
+        return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
+                                   device=settings.whisper_device, num_speakers=opts.num_speakers)
+    finally:
+        diarize_mod.release()
+        _trim_heap()
+
+
+def release_transcription_memory() -> None:
+    """Forget the loaded Whisper models and return freed heap pages to the system (glibc)."""
+    from minutes import model as model_mod  # noqa: PLC0415
+
+    model_mod.clear_cache()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps its pages
+        pass
 
 
 def assemble(segments: Sequence[Segment], *, duration_s: float, model: str,

