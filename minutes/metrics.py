@@ -13,8 +13,8 @@ from shared.text import strip_punctuation
 from minutes.punctuate import punctuation_positions
 
 
-def _align(hyp: str, ref: str) -> tuple[int, list[int | None]]:
-    """Edit distance and, for each hyp char, the ref index it aligns to (None: inserted)."""
+def _distance_table(hyp: str, ref: str) -> list[list[int]]:
+    """Levenshtein table: ``d[i][j]`` = edits between ``hyp[:i]`` and ``ref[:j]``."""
     n, m = len(hyp), len(ref)
     d = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n + 1):
@@ -26,6 +26,13 @@ def _align(hyp: str, ref: str) -> tuple[int, list[int | None]]:
         row, prev = d[i], d[i - 1]
         for j in range(1, m + 1):
             row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (hi != ref[j - 1]))
+    return d
+
+
+def _align(hyp: str, ref: str) -> tuple[int, list[int | None]]:
+    """Edit distance and, for each hyp char, the ref index it aligns to (None: inserted)."""
+    n, m = len(hyp), len(ref)
+    d = _distance_table(hyp, ref)
     mapping: list[int | None] = [None] * n
     i, j = n, m
     while i > 0 and j > 0:
@@ -66,16 +73,7 @@ def error_ops(hyp: str, ref: str) -> list[tuple[str, str, str]]:
     "S" (substituted), "D" (deleted) or "I" (inserted). Runs of one op are merged."""
     h, r = strip_punctuation(hyp), strip_punctuation(ref)
     n, m = len(h), len(r)
-    d = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        d[i][0] = i
-    for j in range(m + 1):
-        d[0][j] = j
-    for i in range(1, n + 1):
-        hi = h[i - 1]
-        row, prev = d[i], d[i - 1]
-        for j in range(1, m + 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (hi != r[j - 1]))
+    d = _distance_table(h, r)
     ops: list[tuple[str, str, str]] = []
     i, j = n, m
     while i > 0 or j > 0:
