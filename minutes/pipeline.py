@@ -182,9 +182,11 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
             raise InvalidInput("話者分離（senko）がインストールされていません。",
                                log_message="senko not installed")
         return None
-    if prepared.duration_s <= diarize_mod.chunk_length_s():
+    chunk_s = diarize_mod.chunk_length_s(settings.minutes_diarization_chunk_s)
+    if prepared.duration_s <= chunk_s:
         return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
-                                   device=settings.whisper_device, num_speakers=opts.num_speakers)
+                                   device=settings.whisper_device, num_speakers=opts.num_speakers,
+                                   chunk_s=chunk_s)
     # A long recording: Whisper is done with it, so its model copies and the heap the decoding
     # left behind go back to the system before senko (torch, CAM++, features) grows, and senko's
     # models go after it, so the next job's transcription does not carry them; each is loaded
@@ -192,7 +194,8 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
     release_transcription_memory()
     try:
         return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
-                                   device=settings.whisper_device, num_speakers=opts.num_speakers)
+                                   device=settings.whisper_device, num_speakers=opts.num_speakers,
+                                   chunk_s=chunk_s)
     finally:
         diarize_mod.release()
         _trim_heap()

