@@ -42,16 +42,21 @@ def test_agglomerative_matches_brute_force_average_linkage():
     assert speakers._agglomerate(x, None, -1.0) == list(range(30))  # threshold below any distance
 
 
+def _voice(rng, f0: float, formant: float, seconds: float, sr: int = 16000) -> np.ndarray:
+    """A synthetic 'voice': harmonics of f0 shaped by one formant, plus faint noise from rng."""
+    t = np.arange(int(sr * seconds)) / sr
+    sig = sum(np.sin(2 * np.pi * f0 * k * t) / k * np.exp(-((f0 * k - formant) / 600) ** 2)
+              for k in range(1, 30))
+    return (0.2 * sig + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+
 def test_clustering_separates_distinct_voices():
     """Two synthetic 'voices' (different harmonic spectra) alternate; 2 clusters, right turns."""
     sr = 16000
     rng = np.random.default_rng(0)
 
     def voice(f0, formant, seconds):
-        t = np.arange(int(sr * seconds)) / sr
-        sig = sum(np.sin(2 * np.pi * f0 * k * t) / k * np.exp(-((f0 * k - formant) / 600) ** 2)
-                  for k in range(1, 30))
-        return (0.2 * sig + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+        return _voice(rng, f0, formant, seconds)
 
     parts, turns, pos = [], [], 0.0
     for i, who in enumerate([0, 1, 0, 1, 1, 0]):
@@ -339,10 +344,7 @@ def test_short_turns_take_the_nearest_cluster():
     rng = np.random.default_rng(3)
 
     def voice(f0, formant, seconds):
-        t = np.arange(int(sr * seconds)) / sr
-        sig = sum(np.sin(2 * np.pi * f0 * k * t) / k * np.exp(-((f0 * k - formant) / 600) ** 2)
-                  for k in range(1, 30))
-        return (0.2 * sig + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+        return _voice(rng, f0, formant, seconds)
 
     plan = [(0, 3.0), (1, 3.0), (0, 1.0), (1, 1.2), (0, 3.0), (1, 0.8), (1, 3.0), (0, 1.5)]
     parts, turns, pos = [], [], 0.0
