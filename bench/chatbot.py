@@ -9,7 +9,10 @@ Quality: the bundled sample FAQ and tests/data/chat_dev_queries.csv. For each mo
 dense only, hybrid) the thresholds are calibrated on the dev set with the same procedure as
 `niiza-ai faq calibrate`; the same calibration is then applied to the independent holdout set
 (tests/data/chat_holdout_queries.csv, and tests/data/chat_holdout2_queries.csv written later;
-`--cv` adds the hybrid row cross-validated on dev). hit@1 counts only direct answers with the right FAQ; an
+`--cv` adds the hybrid row cross-validated on dev). The hybrid calibration is also applied to
+bench/data/chat_foreign: another FAQ imported through the importer (as `faq import --replace`
+would) with its own queries, the "foreign" row; with `--cv` also that set's own 5-fold CV
+calibration, to see how much is lost by transfer. hit@1 counts only direct answers with the right FAQ; an
 out-of-scope query is "caught" when the bot gives no direct answer; direct precision is the share
 of direct answers (to any query) that give the right FAQ, direct rate the share of queries answered
 directly.
@@ -47,6 +50,10 @@ import chatbot.embed  # noqa: E402,F401
 DEV = ROOT / "tests" / "data" / "chat_dev_queries.csv"
 HOLDOUT = ROOT / "tests" / "data" / "chat_holdout_queries.csv"
 HOLDOUT2 = ROOT / "tests" / "data" / "chat_holdout2_queries.csv"  # written later, also never tuned on
+# An independent synthetic city FAQ (100 entries, no keywords column) with its own queries, never
+# tuned on: the dev calibration applied to a FAQ it was not fitted to (bench/data/chat_foreign).
+FOREIGN_FAQ = ROOT / "bench" / "data" / "chat_foreign" / "faq.csv"
+FOREIGN_QUERIES = ROOT / "bench" / "data" / "chat_foreign" / "queries.csv"
 
 
 def pct(xs, p):
@@ -103,7 +110,31 @@ def build_sample(settings, db) -> float:
     return time.perf_counter() - t0
 
 
-def quality(settings, db, cv: bool = False) -> tuple[list[dict], dict]:
+def foreign_rows(home: Path, cal, cv: bool = False) -> list[dict]:
+    """The dev hybrid calibration on another FAQ (bench/data/chat_foreign, imported into its own
+    fresh database through the importer) and its queries; with ``cv`` also that set's own 5-fold
+    cross-validated calibration (the in-domain reference for the transfer)."""
+    from chatbot import importer, service
+
+    settings, db = fresh_db(home)
+    try:
+        faqs = importer.parse(FOREIGN_FAQ.read_bytes(), FOREIGN_FAQ.name)
+        service.save_faqs(db, settings, faqs, replace=True, actor="bench")
+        rows_q = service.read_queries(FOREIGN_QUERIES)
+        m = service.evaluate(db, settings, rows_q, cal=cal)
+        w = f"{cal.w_lex:.2f}/{cal.w_dense:.2f}/{cal.w_kana:.2f}/{cal.w_answer:.2f}"
+        out = [{"mode": "hybrid", "set": f"foreign FAQ ({len(faqs)}), dev calibration", **m,
+                "weights": w, "calibrate_s": 0}]
+        if cv:
+            qs = service.query_scores(db, settings, rows_q)
+            out.append({"mode": "hybrid", "set": "foreign FAQ, own 5-fold CV", "n": len(rows_q),
+                        **cross_validated(qs, {}), "weights": "per fold", "calibrate_s": 0})
+        return out
+    finally:
+        db.conn.close()
+
+
+def quality(settings, db, cv: bool = False, foreign_home: Path | None = None) -> tuple[list[dict], dict]:
     from chatbot import confidence, service
 
     dev = service.read_queries(DEV)
@@ -141,6 +172,8 @@ def quality(settings, db, cv: bool = False) -> tuple[list[dict], dict]:
         if cv and mode == "hybrid":
             rows.append({"mode": label, "set": "dev, 5-fold CV", "n": len(dev),
                          **cross_validated(qs_dev, kw), "weights": "per fold", "calibrate_s": 0})
+    if foreign_home is not None and FOREIGN_FAQ.exists():
+        rows.extend(foreign_rows(foreign_home, cals["hybrid"], cv=cv))
     return rows, {"scoring_s": round(scoring_s, 1), "hybrid": cals["hybrid"]}
 
 
@@ -390,7 +423,7 @@ def main(argv=None):
             out["quality"] = []
         else:
             out["build_sample_s"] = build_sample(settings, db)
-            rows, extra = quality(settings, db, cv=args.cv)
+            rows, extra = quality(settings, db, cv=args.cv, foreign_home=Path(tmp) / "foreign")
             out["quality"] = rows
             cal = extra["hybrid"]
             storage.save_calibration(db, cal.to_dict(), source="bench")
@@ -412,7 +445,8 @@ def main(argv=None):
 def print_table(o: dict) -> None:
     if not o["quality"]:
         print("(quality rows skipped: --latency-only, shipped calibration)\n")
-    print("## Retrieval quality (sample FAQ, 198 entries; thresholds calibrated on dev)\n")
+    print("## Retrieval quality (sample FAQ, 198 entries; thresholds calibrated on dev; foreign ="
+          " bench/data/chat_foreign, another FAQ, same calibration)\n")
     print("| mode | set | n | hit@1 | hit@5 | MRR@10 | OOS precision | OOS recall | direct precision"
           " | direct rate | weights lex/dense/kana/answer |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
