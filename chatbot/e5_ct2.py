@@ -16,8 +16,8 @@ their means are averaged weighted by content length; the result is L2-normalised
 
 Nothing is downloaded: the build needs only the wheel's file. The cache folder is written under a
 temporary name and renamed into place; a ``build.json`` marker (written last, with the source
-file's sha256 and the builder version) tells a finished build from a partial or stale one, which
-is rebuilt, never loaded.
+file's sha256, the builder version and each file's size and sha256, checked at every load) tells
+a finished build from a partial, corrupt or stale one, which is rebuilt, never loaded.
 """
 from __future__ import annotations
 
@@ -154,7 +154,15 @@ class E5Tokenizer:
         """Token ids without ``<s>``/``</s>`` (the prefix is part of ``texts``)."""
         encs = self._tok.encode_batch([self.normalize(t) for t in texts],
                                       add_special_tokens=False)
-        return [e.ids for e in encs]
+        return [e.ids if self.unk not in e.ids else self._split_unk(e) for e in encs]
+
+    def _split_unk(self, enc) -> list[int]:
+        """HF's Unigram fuses a run of unknown characters into one ``<unk>``; e5.c's Viterbi
+        keeps one per character (code point): expand each by its span."""
+        ids = []
+        for i, (a, b) in zip(enc.ids, enc.offsets):
+            ids.extend([i] * max(1, b - a) if i == self.unk else [i])
+        return ids
 
     def token_count(self, text: str) -> int:
         """As ``e5_token_count``: content tokens + 2."""
@@ -218,11 +226,12 @@ def _dir_ok(folder: Path, expect: dict) -> bool:
         return False
     if {k: marker.get(k) for k in expect} != expect:
         return False
-    for name, size in marker.get("files", {}).items():
+    files = marker.get("files") or {}
+    for name, (size, digest) in files.items():
         p = folder / name
-        if not p.is_file() or p.stat().st_size != size:
+        if not p.is_file() or p.stat().st_size != size or sha256_file(p) != digest:
             return False
-    return bool(marker.get("files"))
+    return bool(files)
 
 
 class _DirLock:
@@ -268,7 +277,8 @@ def ensure_model(cache_dir: str | os.PathLike, source: str | os.PathLike | None 
             spec.validate()
             spec.optimize(quantization=quantization)
             spec.save(str(tmp))
-            files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
+            files = {p.name: [p.stat().st_size, sha256_file(p)] for p in tmp.iterdir()
+                     if p.is_file()}
             (tmp / MARKER).write_text(json.dumps({**expect, "files": files}, indent=1),
                                       encoding="utf-8")
             for p in tmp.iterdir():

