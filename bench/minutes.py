@@ -39,6 +39,9 @@ Metrics:
   ``--runs`` runs. Model loading is timed separately (``load s``).
 - CPU s/audio s: process CPU time (all threads) per second of audio, median; less sensitive than RTF
   to other work on a shared machine (with 2 threads, an unloaded RTF is at best about half of it).
+- S/D/I: substituted, deleted and inserted characters of the CER alignment (`minutes.metrics.char_errors`).
+  Each pipeline condition also prints how many of the recognised text's substituted/inserted characters
+  are in words Whisper gave a probability < 0.5, and the decoding windows' worst / median log-prob.
 - load avg: the machine's 1-minute load average before and after the row's subprocess (other work
   on the 2 cores inflates the wall RTF; compare rows of one run, and CPU s/audio s).
 - peak MB: peak resident memory of the subprocess (model + all runs): VmHWM from /proc/self/status
@@ -207,6 +210,42 @@ def _pick_metrics():
         return _cer, _punct, "minutes.metrics"
     except ImportError:
         return cer, punct_scores, "bench/minutes.py"
+
+
+def error_split(ref: str, hyp: str) -> dict | None:
+    """Substitutions / deletions / insertions of the CER alignment (None without minutes.metrics)."""
+    try:
+        from minutes.metrics import char_errors  # noqa: PLC0415
+    except ImportError:
+        return None
+    e = char_errors(hyp, ref)
+    return {"S": e.substitutions, "D": e.deletions, "I": e.insertions, "N": e.ref_chars}
+
+
+def low_probability_errors(segments_full: list[dict], ref: str, threshold: float = 0.5) -> dict | None:
+    """Where the recognised text's substituted / inserted characters are: in words Whisper gave a
+    probability below ``threshold`` or not. Under noise the extra errors gather in those words
+    (committee noisy vs clean: +21 there, about the same elsewhere)."""
+    try:
+        from minutes.metrics import error_ops, strip_punctuation  # noqa: PLC0415
+    except ImportError:
+        return None
+    chars, probs = [], []
+    for s in segments_full:
+        if s.get("dropped"):
+            continue
+        for w in s.get("words") or []:
+            t = strip_punctuation(w["text"])
+            chars.append(t)
+            probs.extend([w["probability"]] * len(t))
+    err: list[int] = []
+    for op, _r, h in error_ops("".join(chars), ref):
+        if op != "D":
+            err.extend([int(op != "=")] * len(h))
+    n = min(len(err), len(probs))
+    low = [i for i in range(n) if probs[i] < threshold]
+    return {"threshold": threshold, "low_chars": len(low), "low_errors": sum(err[i] for i in low),
+            "chars": n, "errors": sum(err[:n])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,8 +470,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--snr", type=float, default=10.0)
+    ap.add_argument("--noise-seed", type=int, default=7,
+                    help="seed of the noisy condition's noise (one seed is one sample: the final CER moved "
+                         "by 0.7 point between seeds 7 and 1 on holdout_kankyo)")
     ap.add_argument("--model", default=None, help="CTranslate2 whisper folder (default: bundled base)")
     ap.add_argument("--json", default=None, help="also write all numbers here")
+    ap.add_argument("--keep", default=None,
+                    help="copy the worker outputs (texts per stage, segments with words, dropped) here")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--system", help=argparse.SUPPRESS)
@@ -459,7 +503,7 @@ def main() -> None:
         elif cond == "mp3":
             paths[cond] = str(base.with_suffix(".mp3"))
         elif cond == "noisy":
-            noisy = make_noisy(decode_16k(base.with_suffix(".flac")), ref, args.snr)
+            noisy = make_noisy(decode_16k(base.with_suffix(".flac")), ref, args.snr, seed=args.noise_seed)
             paths[cond] = str(tmp / f"{base.name}.noisy{args.snr:g}dB.wav")
             write_wav(Path(paths[cond]), noisy)
         else:
@@ -480,7 +524,7 @@ def main() -> None:
 
     print(f"recording: {base.name} ({ref['duration_s']:.1f} s, {len(ref['speakers'])} speakers, "
           f"{len(ref['utterances'])} turns), model: {model}, threads: {args.threads}, runs: {args.runs}, "
-          f"cpus: {os.cpu_count()}, noisy SNR: {args.snr:g} dB, metrics: {metrics_src}, {senko_note}, "
+          f"cpus: {os.cpu_count()}, noisy SNR: {args.snr:g} dB (seed {args.noise_seed}), metrics: {metrics_src}, {senko_note}, "
           f"diarization: {args.diarization}, load average: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     rows = []
     for cond, path in paths.items():
@@ -513,6 +557,7 @@ def main() -> None:
                     "cpu_per_audio_s": statistics.median(r["cpu"]) / dur,
                     "load_s": r["load_s"], "peak_mb": r["peak_mb"], "runs": len(rtfs),
                     "speakers": None, "text": text, "parts": r.get("parts"), "load": load,
+                    "errors": error_split(pref, text),
                 }
                 if stage == "+cleanup+glossary" and r.get("speakers"):
                     row["speaker_method"] = r.get("speaker_method")
@@ -525,6 +570,18 @@ def main() -> None:
                                   for d in r["dropped"]), file=sys.stderr)
             if r.get("speaker_method"):
                 print(f"[info] {cond}: speakers by {r['speaker_method']}", file=sys.stderr)
+            if r.get("segments_full"):
+                lp = low_probability_errors(r["segments_full"], ref_verb)
+                if lp:
+                    print(f"[info] {cond}: recognised text: {lp['low_errors']} of {lp['errors']} substituted/"
+                          f"inserted characters are in words with probability < {lp['threshold']} "
+                          f"({lp['low_chars']} of {lp['chars']} characters)", file=sys.stderr)
+                windows = {(s["avg_logprob"], s["no_speech_prob"]) for s in r["segments_full"]
+                           if s.get("temperature", 0.0) == 0.0}
+                if windows:
+                    lps = sorted(w[0] for w in windows)
+                    print(f"[info] {cond}: ~{len(windows)} decoding windows, avg log-prob "
+                          f"{lps[0]:.2f} (worst) / {statistics.median(lps):.2f} (median)", file=sys.stderr)
             if r.get("parts"):
                 med = {k: statistics.median(p[k] for p in r["parts"]) for k in r["parts"][0]}
                 print(f"[info] {cond}: pipeline time split (median s): "
@@ -534,17 +591,26 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"reference": str(base), "rows": rows}, ensure_ascii=False, indent=1),
                                    encoding="utf-8")
+    if args.keep:
+        import shutil  # noqa: PLC0415
+
+        keep = Path(args.keep)
+        keep.mkdir(parents=True, exist_ok=True)
+        for f in tmp.glob("*.json"):
+            shutil.copy(f, keep / f"{base.name}-{f.name}")
+        print(f"[info] worker outputs copied to {keep}", file=sys.stderr)
     print(f"[info] worker outputs (segments with words) kept in {tmp}", file=sys.stderr)
 
 
 def print_table(rows: list[dict], ref: dict, args: argparse.Namespace) -> None:
-    head = ["condition", "system / stage", "CER verb", "CER clean", "punct F1", "RTF med (min-max)",
+    head = ["condition", "system / stage", "CER verb", "CER clean", "S/D/I", "punct F1", "RTF med (min-max)",
             "CPU s/audio s", "load s", "peak MB", "load avg", "speaker acc (auto / n=4)"]
     lines = []
     for r in rows:
         d = r["speakers"]
         lines.append([
             r["condition"], r["system"], f"{r['cer_verbatim'] * 100:.1f}%", f"{r['cer_clean'] * 100:.1f}%",
+            "-" if not r.get("errors") else "{S}/{D}/{I}".format(**r["errors"]),
             f"{r['punct']['f1']:.2f}", f"{r['rtf']:.3f} ({r['rtf_min']:.3f}-{r['rtf_max']:.3f})",
             f"{r['cpu_per_audio_s']:.3f}", f"{r['load_s']:.1f}", f"{r['peak_mb']:.0f}", r.get("load", "-"),
             "-" if d is None else " / ".join(
