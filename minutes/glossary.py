@@ -33,6 +33,7 @@ _HEADERS_REPLACE = {("wrong", "right"), ("誤", "正"), ("誤り", "正しい"),
 MAX_ENTRIES = 5000
 # a corrected span never starts (and, when fuzzy, never ends) with these: particles stay put
 _NO_START = ("補助記号", "助詞", "助動詞", "接尾辞")
+_SMALL_KANA = set("ァィゥェォャュョッヮー")  # not a mora of its own: no second-kana index
 _MIN_KANA_START_READING = 6  # kana of a term that may start on a kana particle (exact reading)
 
 
@@ -190,13 +191,22 @@ def _match_terms(text: str, terms: list[Term]) -> str:
     order = {t: k for k, t in enumerate(terms)}
     by_reading: dict[str, list[Term]] = {}
     by_surface: dict[str, list[Term]] = {}
+    # Terms long enough for a fuzzy match, also by their second kana: Whisper often mishears a
+    # term's first consonant, more so in noise (暫時休憩 heard as だんじきゅうけい), and the
+    # first-kana index alone never offers the term for such a window.
+    by_second: dict[str, list[Term]] = {}
     for t in terms:
         by_reading.setdefault(t.reading[:1], []).append(t)
         by_surface.setdefault(t.surface[:1], []).append(t)
+        if _allowed_distance(len(t.reading)) and len(t.reading) > 1 and t.reading[1] not in _SMALL_KANA:
+            by_second.setdefault(t.reading[1], []).append(t)
     while i < n:
         best = None  # (j, term)
         if morphs[i].pos1 not in _NO_START:
             candidates = by_reading.get(readings[i][:1], []) + by_surface.get(surfaces[i][:1], [])
+            second = (readings[i] + (readings[i + 1] if i + 1 < n else ""))[1:2]
+            if second and second not in _SMALL_KANA:
+                candidates += by_second.get(second, [])
             for t in sorted(set(candidates), key=order.__getitem__):
                 best = _best_window(t, i, morphs, readings, surfaces, term_surfaces)
                 if best:

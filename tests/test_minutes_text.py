@@ -312,3 +312,16 @@ def test_fillers_whisper_wrote_as_kanji_or_latin_letters():
 ])
 def test_koyobun_orthography(raw, fixed):
     assert cleanup.normalize_orthography(raw) == fixed
+
+
+def test_glossary_term_with_a_misheard_first_mora():
+    # Whisper often mishears a term's first consonant (more so in noise): a term long enough for a
+    # fuzzy match is also offered by its second kana, still under the reading-distance and
+    # spelling guards (committee noisy: 暖事休憩; committee clean/mp3: 近く確認書).
+    council = glossary.council_terms()
+    assert glossary.apply(council, "ここで暖事休憩いたします") == "ここで暫時休憩いたします"
+    g = glossary.parse("term,reading\n資格確認書,しかくかくにんしょ\n保育士,ほいくし\n")
+    assert glossary.apply(g, "お持ちの方は近く確認書の") == "お持ちの方は資格確認書の"
+    # the plain word stays; a short term (no fuzzy match) is not offered by its second kana
+    assert glossary.apply(g, "駅の近くに確認に行く") == "駅の近くに確認に行く"
+    assert glossary.apply(g, "お祝しの方") == "お祝しの方"
