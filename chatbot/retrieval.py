@@ -23,8 +23,8 @@ import sqlite_utils
 from . import storage
 from .confidence import RERANK_K, fusion_features, rerank_distinct
 from .embed import Embedder
-from .tokenize import (KanaLexicon, Synonyms, analyze, distinct_chars, has_kana_word, normalize,
-                       reading, trigrams)
+from .tokenize import (KanaLexicon, Synonyms, analyze, distinct_chars, has_kana_word, home_places,
+                       normalize, reading, trigrams)
 
 # "私の…", "私が…", "うちの…": a resident asking about their own case, which no FAQ can answer.
 PERSONAL_RE = re.compile(
@@ -114,6 +114,8 @@ class Snapshot:
     # lazily built: per FAQ (aligned with ids) the kanji / katakana characters and pairs of its
     # question + keywords, and their IDF over the FAQ (``Retriever.distinct_index``)
     distinct: tuple | None = None
+    # lazily computed: the municipality the FAQ is about (``tokenize.home_places``)
+    home: tuple | None = None
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -172,6 +174,7 @@ class Retriever:
                     if len(snap.ids) <= FAQ_TERMS_EAGER:
                         for fid in snap.ids:
                             self.faq_terms(snap, fid)
+                        self.home(snap)
                     self._snap = snap
         return snap
 
@@ -186,6 +189,16 @@ class Retriever:
                                        for f in snap.faqs.values()), snap.synonyms)
                     snap.kana_lexicon = lex
         return lex
+
+    def home(self, snap: Snapshot) -> tuple:
+        """The FAQ's own city (read from its first ``FAQ_TERMS_EAGER`` questions and answers),
+        not counted as "another municipality" in a question; once per snapshot."""
+        h = snap.home
+        if h is None:
+            h = home_places(f["question"] + "\n" + (f["answer"] or "")
+                            for f in list(snap.faqs.values())[:FAQ_TERMS_EAGER])
+            snap.home = h
+        return h
 
     def faq_terms(self, snap: Snapshot, faq_id: str) -> frozenset:
         """The FAQ's lexical terms, tokenised as in the FTS index (question + answer + keywords)."""
@@ -331,7 +344,8 @@ class Retriever:
         if not snap.ids:
             return Result([], ms=(time.perf_counter() - t0) * 1000)
         norm = self.prepare(snap, query)
-        an = analyze(norm, snap.synonyms)
+        home = self.home(snap)
+        an = analyze(norm, snap.synonyms, home)
         toks = an.tokens
         lex = self.lexical_scores(db, snap, toks) if mode != "dense" else np.zeros(len(snap.ids), np.float32)
         dense = self.dense_scores(snap, norm) if mode != "lexical" else np.zeros(len(snap.ids), np.float32)
@@ -366,7 +380,7 @@ class Retriever:
             order.sort(key=lambda i: -ranking[i])
         hits = [Hit(snap.ids[i], float(ranking[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
-        feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab)
+        feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab, home)
         feats.update(fusion_features(fused, lz, dz, kz, az))
         feats.update(self.scope_features(snap, norm, has_dense=mode != "lexical"))
         feats["top_cov"] = self.coverage(snap, toks, snap.ids[int(np.argmax(fused))])
@@ -390,8 +404,9 @@ MOVING_RE = re.compile(r"(引っ?越|引越|転出|転入|転居|住んで|住�
 
 
 def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray,
-                 lz: np.ndarray, kana_vocab: set | None = None) -> dict:
-    """Query-level signals for "is this question covered by the FAQ at all?"."""
+                 lz: np.ndarray, kana_vocab: set | None = None, home: tuple = ()) -> dict:
+    """Query-level signals for "is this question covered by the FAQ at all?". ``home``: the
+    FAQ's own city (``Retriever.home``; Niiza when not given)."""
     def top2(x):
         if x.size == 0:
             return 0.0, 0.0
@@ -406,8 +421,10 @@ def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray
     nouns = set(an.nouns)
     grams = trigrams(reading(norm), limit=200)
     kana_cov = (sum(g in kana_vocab for g in grams) / len(grams)) if (grams and kana_vocab) else 0.0
-    # another municipality named, unless the question is about moving or also names Niiza
-    other = an.other_municipality and "新座" not in norm and not MOVING_RE.search(norm)
+    # another municipality named, unless the question is about moving or also names the FAQ's
+    # own city
+    other = (an.other_municipality and not any(h in norm for h in (home or ("新座",)))
+             and not MOVING_RE.search(norm))
     return {
         "top": f1,
         "margin": f1 - f2,

@@ -408,13 +408,14 @@ def query_scores(db, settings, rows: list[EvalRow]) -> list[confidence.QueryScor
     out = []
     for row in rows:
         norm = r.prepare(snap, row.query)
-        an = analyze(norm, snap.synonyms)
+        home = r.home(snap)
+        an = analyze(norm, snap.synonyms, home)
         lex = r.lexical_scores(db, snap, an.tokens)
         dense = r.dense_scores(snap, norm)
         lz, dz = _z(lex), _z(dense)
         kz = _z(r.kana_scores(db, snap, norm))
         az = _z(r.dense_scores(snap, norm, "answer"))
-        static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab)  # top/margin: per weight
+        static = oos_features(an, snap.vocab, norm, dz, dense, lz, snap.kana_vocab, home)  # top/margin: per weight
         static.update(r.scope_features(snap, norm))
         # coverage of the query by each FAQ that can be the fused #1 under some weights: the best
         # few of each score (a fused #1 is near the top of at least one of them)

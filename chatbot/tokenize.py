@@ -99,14 +99,57 @@ class Analysis:
     other_municipality: bool = False  # names a city/ward/town/village/prefecture other than Niiza
 
 
-_HOME_PLACES = ("新座", "埼玉")  # the city itself and its prefecture
+# The city itself and its prefecture when the loaded FAQ does not say which city it is
+# (``home_places``): the bundled sample is Niiza's.
+_HOME_PLACES = ("新座", "埼玉")
 _MUNI_SUFFIX = ("市", "区", "町", "村", "都", "府", "道")
 
 
-def analyze(text: str, synonyms: Synonyms | None = None) -> Analysis:
-    """Tokens plus the noun / place-name information used by the out-of-scope features."""
+def _municipalities(ms) -> list[str]:
+    """Place names (固有名詞・地名) written as a municipality (新座市, 新座 + 市), without the suffix."""
+    out = []
+    for i, m in enumerate(ms):
+        pos = m.part_of_speech()
+        if pos[1] == "固有名詞" and pos[2] == "地名":
+            surf = m.surface()
+            nxt = ms[i + 1].surface() if i + 1 < len(ms) else ""
+            if surf.endswith(_MUNI_SUFFIX) and len(surf) > 1:
+                out.append(surf[:-1])
+            elif nxt.startswith(_MUNI_SUFFIX):
+                out.append(surf)
+    return out
+
+
+def home_places(texts: Iterable[str]) -> tuple[str, ...]:
+    """Which municipality the FAQ is about: the one its texts name in the most entries, if at
+    least twice as many as any other (a neighbouring city mentioned in passing is not the
+    home). A question naming the home city is not "another municipality"; without this, another
+    city's FAQ imported with `faq import` would send every question naming that city to the
+    out-of-scope reply. Falls back to Niiza when the FAQ names no city."""
+    from collections import Counter
+
     from sudachipy import tokenizer as st
 
+    df: Counter = Counter()
+    tk = _sudachi()
+    for text in texts:
+        norm = normalize(text)
+        if norm:
+            df.update(set(_municipalities(list(tk.tokenize(norm, st.Tokenizer.SplitMode.C)))))
+    top = df.most_common(2)
+    if not top or (len(top) > 1 and top[0][1] < 2 * top[1][1]):
+        return _HOME_PLACES
+    return (top[0][0],)
+
+
+def analyze(text: str, synonyms: Synonyms | None = None,
+            home: tuple[str, ...] | None = None) -> Analysis:
+    """Tokens plus the noun / place-name information used by the out-of-scope features.
+    ``home``: the FAQ's own city (``home_places``); other municipalities named set
+    ``other_municipality``."""
+    from sudachipy import tokenizer as st
+
+    home = home or _HOME_PLACES
     norm = (synonyms or _EMPTY).apply(normalize(text))
     toks, nouns, places = [], [], []
     other = False
@@ -119,7 +162,7 @@ def analyze(text: str, synonyms: Synonyms | None = None) -> Analysis:
             surf = m.surface()
             nxt = ms[i + 1].surface() if i + 1 < len(ms) else ""
             if (surf.endswith(_MUNI_SUFFIX) or nxt.startswith(_MUNI_SUFFIX)) and \
-                    not surf.startswith(_HOME_PLACES):
+                    not surf.startswith(home):
                 other = True
         if pos[0] in _DROP_POS:
             continue
