@@ -39,7 +39,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when the spec layout / conversion changes: older cache folders are then rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MARKER = "build.json"
 QK = 32  # Q4_0 block length
 _BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes: fp16 scale + 32 nibbles
@@ -220,17 +220,19 @@ def _marker(source_sha: str, quantization: str) -> dict:
 
 
 def _dir_ok(folder: Path, expect: dict) -> bool:
+    """A finished build of what ``expect`` describes: marker present and matching, every file
+    listed there with its size and sha256. Anything unreadable or of another layout: False."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if {k: marker.get(k) for k in expect} != expect:
-        return False
-    files = marker.get("files") or {}
-    for name, (size, digest) in files.items():
-        p = folder / name
-        if not p.is_file() or p.stat().st_size != size or sha256_file(p) != digest:
+        if {k: marker.get(k) for k in expect} != expect:
             return False
+        files = marker.get("files") or {}
+        for name, (size, digest) in files.items():
+            p = folder / name
+            if not p.is_file() or p.stat().st_size != size or sha256_file(p) != digest:
+                return False
+    except (AttributeError, TypeError, ValueError, OSError):
+        return False
     return bool(files)
 
 

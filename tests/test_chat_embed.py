@@ -301,6 +301,11 @@ def test_ct2_partial_or_corrupt_cache_is_rebuilt(tmp_path, ct2_dir):
     shutil.copytree(ct2_dir, folder)
     (folder / e5_ct2.MARKER).unlink()  # a build interrupted before its marker
     assert e5_ct2.ensure_model(cache) == folder and (folder / e5_ct2.MARKER).is_file()
+    marker = json.loads((folder / e5_ct2.MARKER).read_text(encoding="utf-8"))
+    for bad in ({**marker, "files": {"model.bin": 5}}, [1, 2], {**marker, "builder": 0}):
+        (folder / e5_ct2.MARKER).write_text(json.dumps(bad), encoding="utf-8")  # garbled / stale
+        assert e5_ct2.ensure_model(cache) == folder
+        assert json.loads((folder / e5_ct2.MARKER).read_text(encoding="utf-8")) == marker
     with open(folder / "model.bin", "r+b") as f:  # a flipped byte, same size
         f.seek(1 << 20)
         b = f.read(1)
