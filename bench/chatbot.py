@@ -114,17 +114,22 @@ def foreign_rows(home: Path, cal, cv: bool = False) -> list[dict]:
     """The dev hybrid calibration on another FAQ (bench/data/chat_foreign, imported into its own
     fresh database through the importer) and its queries; with ``cv`` also that set's own 5-fold
     cross-validated calibration (the in-domain reference for the transfer)."""
-    from chatbot import importer, service
+    from chatbot import confidence, importer, service
 
     settings, db = fresh_db(home)
     try:
         faqs = importer.parse(FOREIGN_FAQ.read_bytes(), FOREIGN_FAQ.name)
         service.save_faqs(db, settings, faqs, replace=True, actor="bench")
         rows_q = service.read_queries(FOREIGN_QUERIES)
-        m = service.evaluate(db, settings, rows_q, cal=cal)
-        w = f"{cal.w_lex:.2f}/{cal.w_dense:.2f}/{cal.w_kana:.2f}/{cal.w_answer:.2f}"
-        out = [{"mode": "hybrid", "set": f"foreign FAQ ({len(faqs)}), dev calibration", **m,
-                "weights": w, "calibrate_s": 0}]
+        out = []
+        # this run's dev calibration (as the holdout rows), and the shipped calibration.json
+        # (what `faq eval` uses after `faq import --replace`; the same unless the embedding
+        # model's vectors changed since it was written)
+        for label, c in (("dev calibration", cal), ("shipped calibration.json", confidence.load_default())):
+            m = service.evaluate(db, settings, rows_q, cal=c)
+            w = f"{c.w_lex:.2f}/{c.w_dense:.2f}/{c.w_kana:.2f}/{c.w_answer:.2f}"
+            out.append({"mode": "hybrid", "set": f"foreign FAQ ({len(faqs)}), {label}", **m,
+                        "weights": w, "calibrate_s": 0})
         if cv:
             qs = service.query_scores(db, settings, rows_q)
             out.append({"mode": "hybrid", "set": "foreign FAQ, own 5-fold CV", "n": len(rows_q),
