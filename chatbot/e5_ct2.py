@@ -29,7 +29,6 @@ import re
 import shutil
 import struct
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
