@@ -224,7 +224,8 @@ def latency_in_process(settings, db, cal) -> dict:
         emb.append((time.perf_counter() - t0) * 1000)
     out = {"cold_p50": statistics.median(cold), "cold_p95": pct(cold, 95),
            "warm_p50": statistics.median(warm), "warm_p95": pct(warm, 95),
-           "embed_p50": statistics.median(emb), "n": len(queries)}
+           "embed_p50": statistics.median(emb), "n": len(queries),
+           "engine": getattr(r.embedder, "engine", "")}
     by_threads = getattr(r.embedder, "calls_by_threads", None)
     if by_threads is not None:
         # how often the query path got two OpenMP threads (only with a free core), and the
@@ -355,7 +356,6 @@ def http_bench(home: Path, clients: int = 50, workers: int = 1) -> dict:
 def synthetic(n: int, full: bool) -> dict:
     """A 20,000-entry synthetic FAQ made by recombining the sample's questions and answers."""
     from chatbot import importer, service, storage
-    from chatbot.embed import get_embedder
     from chatbot.storage import Faq
 
     base = importer.parse(service.SAMPLE_FAQ.read_bytes(), "sample_faq.csv")
@@ -369,7 +369,7 @@ def synthetic(n: int, full: bool) -> dict:
                         a.keywords))
     with tempfile.TemporaryDirectory() as tmp:
         settings, db = fresh_db(Path(tmp) / "home")
-        emb = get_embedder(settings.chat_embedding)
+        emb = service.embedder(settings)
         sample_n = n if full else 500
         t0 = time.perf_counter()
         emb.embed_passages([f.embed_text() for f in faqs[:sample_n]])
@@ -465,7 +465,8 @@ def print_table(o: dict) -> None:
     print("|---|---:|")
     print(f"| in-process per query, new question, p50 / p95 | {lat['cold_p50']:.1f} / {lat['cold_p95']:.1f} ms |")
     print(f"| in-process per query, repeated question, p50 / p95 | {lat['warm_p50']:.1f} / {lat['warm_p95']:.1f} ms |")
-    print(f"| of which query embedding (e5-small 4-bit), p50 | {lat['embed_p50']:.1f} ms |")
+    engine = f", {lat['engine']}" if lat.get("engine") else ""
+    print(f"| of which query embedding (e5-small{engine}), p50 | {lat['embed_p50']:.1f} ms |")
     if "embed_threads" in lat:
         th = ", ".join(f"{n} thread{'s' if n > 1 else ''}: {c}" for n, c in lat["embed_threads"].items())
         f1, f2 = lat["embed_forced"][1], lat["embed_forced"][2]

