@@ -204,13 +204,18 @@ def _match_terms(text: str, terms: list[Term]) -> str:
         best = None  # (j, term)
         if morphs[i].pos1 not in _NO_START:
             candidates = by_reading.get(readings[i][:1], []) + by_surface.get(surfaces[i][:1], [])
-            second = (readings[i] + (readings[i + 1] if i + 1 < n else ""))[1:2]
-            if second and second not in _SMALL_KANA:
-                candidates += by_second.get(second, [])
             for t in sorted(set(candidates), key=order.__getitem__):
                 best = _best_window(t, i, morphs, readings, surfaces, term_surfaces)
                 if best:
                     break
+            second = (readings[i] + (readings[i + 1] if i + 1 < n else ""))[1:2]
+            if not best and second and second not in _SMALL_KANA:
+                # only when nothing matched by the first kana, and only an unambiguous term
+                # (警戒いたします is as close to 開会いたします as to 閉会いたします: left alone)
+                found = [m for t in sorted(set(by_second.get(second, [])), key=order.__getitem__)
+                         if (m := _best_window(t, i, morphs, readings, surfaces, term_surfaces))]
+                if len({m[1].surface for m in found}) == 1:
+                    best = found[0]
         elif _KANA_RE.match(surfaces[i]):
             # A term Whisper wrote in kana is often cut into particles by Sudachi (かけつすべき →
             # か/けつ/す/べき): a kana "particle" may start a term when the whole reading matches

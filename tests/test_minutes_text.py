@@ -325,3 +325,7 @@ def test_glossary_term_with_a_misheard_first_mora():
     # the plain word stays; a short term (no fuzzy match) is not offered by its second kana
     assert glossary.apply(g, "駅の近くに確認に行く") == "駅の近くに確認に行く"
     assert glossary.apply(g, "お祝しの方") == "お祝しの方"
+    # a term matched by its first kana wins (兵会 is 閉会 by reading, not 開会 by its second kana),
+    # and a window two terms fit equally well is left alone
+    assert glossary.apply(council, "委員会を兵会いたします") == "委員会を閉会いたします"
+    assert glossary.apply(council, "委員会を警戒いたします") == "委員会を警戒いたします"
