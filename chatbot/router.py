@@ -307,7 +307,7 @@ def _page_context(db, settings) -> dict:
     cats = categories(db)
     sample = db.conn.execute("SELECT 1 FROM chat_faq WHERE is_sample = 1 LIMIT 1").fetchone() is not None
     return {"categories": cats, "max_chars": settings.chat_max_message_chars,
-            "general_contact": service.GENERAL_CONTACT, "sample": sample}
+            "general_contact": service.general_phone(settings), "sample": sample}
 
 
 @page_router.get("", response_class=HTMLResponse)

@@ -32,19 +32,45 @@ SAMPLE_FAQ = DATA_DIR / "sample_faq.csv"
 SAMPLE_SYNONYMS = DATA_DIR / "synonyms.csv"
 SAMPLE_VECTORS = DATA_DIR / "sample_vectors.npz"  # precomputed for the default model
 
-GENERAL_CONTACT = "048-477-1111"
-GENERAL_NAME = "新座市役所（代表）"
-TEXT_SUGGEST = ("お尋ねの内容にぴったり合う回答が見つかりませんでした。"
+# Replies that name the city come from the settings (city_office / city_phone / city_hours /
+# city_name; Niiza by default), so another city's installation never sends residents to Niiza.
+DEFAULT_PHONE = "048-477-1111"  # 新座市役所 代表 (the default city_phone)
+
+
+def general_name(settings) -> str:
+    return f"{_city(settings)['office']}（代表）"
+
+
+def general_phone(settings) -> str:
+    return _city(settings)["phone"]
+
+
+def _city(settings) -> dict:
+    return {"name": getattr(settings, "city_name", "") or "新座市",
+            "office": getattr(settings, "city_office", "") or "新座市役所",
+            "phone": getattr(settings, "city_phone", "") or DEFAULT_PHONE,
+            "hours": getattr(settings, "city_hours", "") or ""}
+
+
+def reply_text(settings, kind: str) -> str:
+    """The bot's own Japanese sentences: suggest | out_of_scope | other_city | no_faq."""
+    c = _city(settings)
+    office = f"{c['office']}（代表 {c['phone']}）"
+    office_hours = f"{c['office']}（代表 {c['phone']}、{c['hours']}）" if c["hours"] else office
+    if kind == "suggest":
+        return ("お尋ねの内容にぴったり合う回答が見つかりませんでした。"
                 "もしかして、次のご質問でしょうか。当てはまらない場合は、担当課または"
-                f"新座市役所（代表 {GENERAL_CONTACT}）へお問い合わせください。")
-TEXT_OOS = ("申し訳ありません。そのご質問には、このチャットボットではお答えできません。"
-            f"お手数ですが、新座市役所（代表 {GENERAL_CONTACT}、平日8時30分〜17時15分）へ"
-            "お問い合わせください。")
-TEXT_OTHER_CITY = ("申し訳ありません。このチャットボットは新座市の手続き・サービスについてお答えしています。"
-                   "他の市区町村のことは、その市区町村へお問い合わせください。新座市へのご質問は、"
-                   f"新座市役所（代表 {GENERAL_CONTACT}）でも承ります。")
-TEXT_NO_FAQ = ("現在、回答できるFAQが登録されていません。"
-               f"新座市役所（代表 {GENERAL_CONTACT}）へお問い合わせください。")
+                f"{office}へお問い合わせください。")
+    if kind == "other_city":
+        return (f"申し訳ありません。このチャットボットは{c['name']}の手続き・サービスについてお答えしています。"
+                f"他の市区町村のことは、その市区町村へお問い合わせください。{c['name']}へのご質問は、"
+                f"{office}でも承ります。")
+    if kind == "no_faq":
+        return f"現在、回答できるFAQが登録されていません。{office}へお問い合わせください。"
+    return ("申し訳ありません。そのご質問には、このチャットボットではお答えできません。"
+            f"お手数ですが、{office_hours}へお問い合わせください。")
+
+
 MAX_CANDIDATES = 3
 
 
@@ -149,8 +175,9 @@ def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, 
                    w_answer=cal.w_answer, w_distinct=cal.w_distinct, k=k, mode=mode)
     snap = r.snapshot(db)
     if not res.hits:
-        return {"faq_id": None, "answer": TEXT_NO_FAQ, "confidence": 0.0, "candidates": [],
-                "department": GENERAL_NAME, "contact": GENERAL_CONTACT, "kind": "out_of_scope",
+        return {"faq_id": None, "answer": reply_text(settings, "no_faq"), "confidence": 0.0,
+                "candidates": [], "department": general_name(settings),
+                "contact": _city(settings)["phone"], "kind": "out_of_scope",
                 "question": None, "url": "", "category": "", "ranked": [],
                 "ms": (time.perf_counter() - t0) * 1000}
     top = res.hits[0]
@@ -163,23 +190,24 @@ def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, 
                 "category": f["category"], "department": f["department"]}
 
     out = {"kind": dec.kind, "confidence": dec.confidence, "ranked": ranked}
+    general, phone = general_name(settings), _city(settings)["phone"]
     if dec.kind == "answer":
         f = snap.faqs[top.faq_id]
         out.update(faq_id=top.faq_id, answer=f["answer"], question=f["question"],
-                   department=f["department"] or GENERAL_NAME,
-                   contact=f["contact"] or (GENERAL_CONTACT if not f["department"] else ""),
+                   department=f["department"] or general,
+                   contact=f["contact"] or (phone if not f["department"] else ""),
                    url=f["url"], category=f["category"],
                    candidates=[cand(h) for h in res.hits[1:1 + MAX_CANDIDATES]])
     elif dec.kind == "suggest":
         f = snap.faqs[top.faq_id]
-        out.update(faq_id=None, answer=TEXT_SUGGEST, question=None,
-                   department=f["department"] or GENERAL_NAME,
-                   contact=f["contact"] or GENERAL_CONTACT, url="", category=f["category"],
+        out.update(faq_id=None, answer=reply_text(settings, "suggest"), question=None,
+                   department=f["department"] or general,
+                   contact=f["contact"] or phone, url="", category=f["category"],
                    candidates=[cand(h) for h in res.hits[:MAX_CANDIDATES]])
     else:
-        text = TEXT_OTHER_CITY if dec.reason == "other_municipality" else TEXT_OOS
-        out.update(faq_id=None, answer=text, question=None, department=GENERAL_NAME,
-                   contact=GENERAL_CONTACT, url="", category="", candidates=[])
+        text = reply_text(settings, "other_city" if dec.reason == "other_municipality" else "out_of_scope")
+        out.update(faq_id=None, answer=text, question=None, department=general,
+                   contact=phone, url="", category="", candidates=[])
     out["ms"] = (time.perf_counter() - t0) * 1000
     return out
 

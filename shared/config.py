@@ -29,6 +29,12 @@ class Settings:
     max_request_bytes: int = 1_000_000  # JSON/form bodies
     max_upload_bytes: int = 2 * 1024**3  # meeting recordings, allocation files
     embed_origins: str = ""  # space-separated origins allowed to frame the chat widget
+    # --- the city (shown to residents: chatbot replies, page titles and footer) -----------
+    city_name: str = "新座市"
+    city_office: str = "新座市役所"
+    city_phone: str = "048-477-1111"  # 代表電話
+    city_hours: str = "平日8時30分〜17時15分"  # 開庁時間
+    city_address: str = "〒352-8623 埼玉県新座市野火止一丁目1番1号"
     # --- login protection --------------------------------------------------------------
     login_fail_delay_s: float = 1.0
     login_max_failures: int = 5

@@ -291,6 +291,20 @@ def test_out_of_scope_reply_is_polite_and_gives_the_general_number(small):
     assert res["contact"] == "048-477-1111"
 
 
+def test_replies_name_the_configured_city(small):
+    import dataclasses
+
+    settings, db = small
+    other = dataclasses.replace(settings, city_name="川越市", city_office="川越市役所",
+                                city_phone="049-224-8811", city_hours="")
+    cal = Calibration(t_score=50, t_oos=50)
+    res = service.answer(db, other, "明日の天気を教えて", cal=cal)
+    assert res["kind"] == "out_of_scope" and res["contact"] == "049-224-8811"
+    assert "川越市役所（代表 049-224-8811）" in res["answer"]
+    assert "新座" not in res["answer"] and "048-477-1111" not in res["answer"]
+    assert res["department"] == "川越市役所（代表）"
+
+
 def test_metrics_definition():
     m = confidence.metrics_for([["A", "B"], ["B", "A"], ["C"], ["A"]],
                                ["answer", "suggest", "suggest", "answer"], ["A", "A", "", ""])

@@ -13,6 +13,22 @@ def test_health_reports_db_ok(client, settings):
     assert settings.db_path.exists()
 
 
+def test_pages_name_the_configured_city(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from shared.config import load_settings
+
+    settings = load_settings(environ={"NIIZA_AI_CITY_NAME": "川越市", "NIIZA_AI_CITY_OFFICE": "川越市役所",
+                                      "NIIZA_AI_CITY_PHONE": "049-224-8811",
+                                      "NIIZA_AI_CITY_ADDRESS": "〒350-8601 埼玉県川越市元町1-3-1"},
+                             home=tmp_path / "home", login_fail_delay_s=0.0)
+    with TestClient(create_app(settings)) as c:
+        html = c.get("/login").text
+    assert "<title>職員ログイン｜川越市 AIサービス</title>" in html
+    assert 'href="tel:049-224-8811"' in html and "〒350-8601" in html and "新座" not in html
+
+
 def test_database_is_wal_and_migrated(client, settings):
     db = connect(settings.db_path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

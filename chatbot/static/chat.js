@@ -171,8 +171,8 @@
         }
         if (res.kind === "out_of_scope") {
           var p = el("p", "answer-contact");
-          p.appendChild(document.createTextNode("新座市役所（代表）電話 "));
-          p.appendChild(telLink(res.contact || "048-477-1111"));
+          p.appendChild(document.createTextNode((res.department || "市役所（代表）") + " 電話 "));
+          p.appendChild(telLink(res.contact));
           box.appendChild(p);
         }
         box.appendChild(feedbackButtons(null, res.log_id));

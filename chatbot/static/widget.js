@@ -1,5 +1,5 @@
 // Embeddable launcher for the city's website:
-//   <script src="https://AI-SERVER/static/chatbot/widget.js" defer></script>
+//   <script src="https://AI-SERVER/static/chatbot/widget.js" data-city="新座市" defer></script>
 // Adds a "質問する" button; it opens the chat (/chat/embed) in an iframe panel.
 (function () {
   "use strict";
@@ -26,7 +26,8 @@
     ps.width = "min(26rem, calc(100vw - 2rem))"; ps.height = "min(40rem, calc(100vh - 6rem))";
     ps.boxShadow = "0 2px 12px rgba(0,0,0,.4)"; ps.background = "#fff"; ps.borderRadius = ".5rem";
     var frame = document.createElement("iframe");
-    frame.title = "新座市 AIチャットボット";
+    var city = (me && me.getAttribute("data-city")) || "";
+    frame.title = (city ? city + " " : "") + "AIチャットボット";
     frame.src = base + "/chat/embed";
     frame.style.width = "100%"; frame.style.height = "100%"; frame.style.border = "0";
     panel.appendChild(frame);
