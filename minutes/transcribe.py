@@ -174,9 +174,10 @@ def transcribe(
             on_progress(Progress(done_s=done, total_s=total, segments=count,
                                  elapsed_s=time.monotonic() - t0, start_s=start))
 
-    def run_block(block: list[SpeechRegion], cond: bool):
+    def run_block(block: list[SpeechRegion], cond: bool, fallback: bool = True):
         """Yield (segment, processed-up-to time) for one block; restart without conditioning
-        from the first segment that looks like a repetition loop."""
+        from the first segment that looks like a repetition loop. ``fallback=False``: one
+        deterministic decode (temperature 0 only), no sampling at rising temperatures."""
         pieces: list[_Piece] = []
         arrays = []
         cat = 0.0
@@ -204,6 +205,7 @@ def transcribe(
             condition_on_previous_text=cond,
             vad_filter=False,
             without_timestamps=False,
+            **({} if fallback else {"temperature": 0.0}),
         )
         try:
             for s in fw_segments:
@@ -213,7 +215,7 @@ def transcribe(
                              "without previous-text conditioning", seg.start)
                     rest = [SpeechRegion(max(r.start, seg.start), r.end) for r in block
                             if r.end > seg.start + 0.05]
-                    yield from run_block(rest, False)
+                    yield from run_block(rest, False, fallback)
                     return
                 yield seg, _to_original(s.end, pieces, _piece_index(s.end, pieces))
         finally:
@@ -234,9 +236,14 @@ def transcribe(
         return out
 
     def redecode(missed: list[SpeechRegion], where: str):
-        """Speech Whisper skipped, decoded again on its own (unconditioned), snapped to speech."""
+        """Speech Whisper skipped, decoded again on its own (unconditioned), snapped to speech.
+
+        One deterministic decode, without faster-whisper's temperature fallback: what Whisper
+        skipped once is mostly unclear speech, and sampling at temperatures up to 1.0 (best_of
+        5 each) cost ~10 s for 20 s of it on holdout_somu (RTF 0.117 → 0.06 without) and gave a
+        different, sometimes looping, text on every run."""
         log.info("re-decoding %.1f s of skipped speech %s", sum(r.end - r.start for r in missed), where)
-        for gseg, gdone in run_block(missed, False):
+        for gseg, gdone in run_block(missed, False, fallback=False):
             if regions:
                 snap_to_speech(gseg, regions)
             yield gseg, gdone

@@ -72,6 +72,9 @@ def test_skipped_speech_is_decoded_again_before_going_on():
     assert all(segs[i].start <= segs[i + 1].start for i in range(2))
     assert len(model.calls) == 2 and model.calls[1][1]["condition_on_previous_text"] is False
     assert 5.5 < model.calls[1][0] < 8  # only the skipped speech was decoded again
+    # the main decode keeps faster-whisper's temperature fallback; the re-decode is one
+    # deterministic pass (no sampling at rising temperatures: slow and a new text every run)
+    assert "temperature" not in model.calls[0][1] and model.calls[1][1]["temperature"] == 0.0
 
 
 def test_repetition_loop_restarts_the_block_without_conditioning():
