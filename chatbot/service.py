@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from shared.config import city_info
 from shared.db import now_iso
 from shared.errors import InvalidInput, NotFound
 
@@ -34,27 +35,19 @@ SAMPLE_VECTORS = DATA_DIR / "sample_vectors.npz"  # precomputed for the default 
 
 # Replies that name the city come from the settings (city_office / city_phone / city_hours /
 # city_name; Niiza by default), so another city's installation never sends residents to Niiza.
-DEFAULT_PHONE = "048-477-1111"  # 新座市役所 代表 (the default city_phone)
 
 
 def general_name(settings) -> str:
-    return f"{_city(settings)['office']}（代表）"
+    return f"{city_info(settings)['office']}（代表）"
 
 
 def general_phone(settings) -> str:
-    return _city(settings)["phone"]
-
-
-def _city(settings) -> dict:
-    return {"name": getattr(settings, "city_name", "") or "新座市",
-            "office": getattr(settings, "city_office", "") or "新座市役所",
-            "phone": getattr(settings, "city_phone", "") or DEFAULT_PHONE,
-            "hours": getattr(settings, "city_hours", "") or ""}
+    return city_info(settings)["phone"]
 
 
 def reply_text(settings, kind: str) -> str:
     """The bot's own Japanese sentences: suggest | out_of_scope | other_city | no_faq."""
-    c = _city(settings)
+    c = city_info(settings)
     office = f"{c['office']}（代表 {c['phone']}）"
     office_hours = f"{c['office']}（代表 {c['phone']}、{c['hours']}）" if c["hours"] else office
     if kind == "suggest":
@@ -177,7 +170,7 @@ def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, 
     if not res.hits:
         return {"faq_id": None, "answer": reply_text(settings, "no_faq"), "confidence": 0.0,
                 "candidates": [], "department": general_name(settings),
-                "contact": _city(settings)["phone"], "kind": "out_of_scope",
+                "contact": city_info(settings)["phone"], "kind": "out_of_scope",
                 "question": None, "url": "", "category": "", "ranked": [],
                 "ms": (time.perf_counter() - t0) * 1000}
     top = res.hits[0]
@@ -190,7 +183,7 @@ def _answer(db, settings, message: str, *, k: int, cal: Calibration, mode: str, 
                 "category": f["category"], "department": f["department"]}
 
     out = {"kind": dec.kind, "confidence": dec.confidence, "ranked": ranked}
-    general, phone = general_name(settings), _city(settings)["phone"]
+    general, phone = general_name(settings), city_info(settings)["phone"]
     if dec.kind == "answer":
         f = snap.faqs[top.faq_id]
         out.update(faq_id=top.faq_id, answer=f["answer"], question=f["question"],

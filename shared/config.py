@@ -134,6 +134,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     return Settings(**values)
 
 
+def city_info(settings) -> dict:
+    """The city residents are sent to (chatbot replies, page titles, footer); Niiza's values when
+    a setting is empty."""
+    d = Settings()
+    return {"name": getattr(settings, "city_name", "") or d.city_name,
+            "office": getattr(settings, "city_office", "") or d.city_office,
+            "phone": getattr(settings, "city_phone", "") or d.city_phone,
+            "hours": getattr(settings, "city_hours", "") or "",
+            "address": getattr(settings, "city_address", "") or ""}
+
+
 def documented_variables() -> list[tuple[str, str]]:
     """(variable, default) pairs, for the README and `niiza-ai config`."""
     out = []

@@ -12,6 +12,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
+from shared.config import city_info
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PACKAGES = ("shared", "chatbot", "minutes", "allocation")
 
@@ -32,21 +34,13 @@ def static_dirs() -> dict[str, Path]:
             if (ROOT / pkg / "static").is_dir()}
 
 
-def city_context(settings) -> dict:
-    """The city's name, office, phone and address for page titles and the footer (settings)."""
-    return {"name": getattr(settings, "city_name", "") or "新座市",
-            "office": getattr(settings, "city_office", "") or "新座市役所",
-            "phone": getattr(settings, "city_phone", "") or "048-477-1111",
-            "address": getattr(settings, "city_address", "") or ""}
-
-
 def render(request: Request, name: str, context: dict | None = None, status_code: int = 200):
     token = getattr(request.state, "token", None)
     settings = getattr(request.app.state, "settings", None)
     ctx = {
         "user": getattr(request.state, "user", None),
         "csrf_token": token.csrf_token if token else "",
-        "city": city_context(settings),
+        "city": city_info(settings),
     }
     ctx.update(context or {})
     return templates().TemplateResponse(request, name, ctx, status_code=status_code)
