@@ -77,6 +77,10 @@ def import_cmd(file, replace):
     settings, db = _ctx()
     data, name = importer.read_file(file)
     try:
+        importer.parse(data, name)  # nothing is written (synonyms included) for a bad file
+        # a brand-new database (no FAQ, no synonym yet): the bundled general synonym table first,
+        # as `load-sample` does, so the new FAQ is indexed with it
+        seeded = importer.seed_synonyms(db)
         res = service.import_file(db, settings, data, name, replace=replace, actor="cli")
     except NiizaError as e:
         click.echo(f"エラー: {e.message}", err=True)
@@ -90,6 +94,8 @@ def import_cmd(file, replace):
            updated=res["updated"], deleted=res["deleted"], replace=replace)
     click.echo(f"取り込み完了: {res['rows']}件（新規 {res['created']}・更新 {res['updated']}・"
                f"削除 {res['deleted']}）")
+    if seeded:
+        click.echo(f"同梱の同義語表（{seeded}件）を読み込みました。管理画面の同義語表で編集できます。")
 
 
 @faq.command("export")

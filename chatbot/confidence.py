@@ -37,6 +37,10 @@ FEATURES = ("top", "margin", "top_dense", "dense_margin", "top_lex_z", "coverage
 # the best cosine to a category's mean question vector, personal-case wording (私の住民税は
 # いくら, 先週出した申請の審査結果) and whether no FAQ shares a single term with the question. Calibrations stored before them keep their own feature lists.
 SCOPE_FEATURES = ("top_cov", "cat_max", "personal_case", "lex_none")
+# How much of the question's salient content the fused #1 FAQ lacks (``uncovered_terms``):
+# 婚姻届 asked, 離婚届 answered. Used by default only when every calibration query carries them
+# (``QueryScores.uncov``); the answer path must then compute them too (``uncovered_terms``).
+UNCOVERED_FEATURES = ("top_uncov", "top_uncov_max")
 ANSWER_FEATURES = FEATURES + ("margin3", "top_lz", "top_dz", "top_kz", "top_az", "gap_lz",
                               "gap_dz", "gap_kz", "gap_az", "agree")
 # Share of direct answers that must be the right FAQ (on dev, cross-validated). 0.95 (before the
@@ -164,6 +168,22 @@ def fusion_features(fused: np.ndarray, lz: np.ndarray, dz: np.ndarray,
     }
 
 
+def uncovered_terms(nouns: Sequence[str], faq_terms, vocab: dict, n_faqs: int) -> tuple[float, float]:
+    """The question's content nouns (whole compounds as the tokenizer keeps them: 婚姻届, not
+    婚姻 + 届) that the FAQ's text (question, answer, keywords: ``faq_terms``) does not contain:
+    their IDF-weighted share of all the question's nouns, and the largest IDF among them relative
+    to the largest possible (a noun no FAQ has). IDF over the FAQ (``vocab``: term → FAQ count),
+    so a word every FAQ uses weighs little and a rare compound the #1 lacks weighs most."""
+    uniq = list(dict.fromkeys(t for t in nouns if len(t) > 1))
+    if not uniq or n_faqs <= 0:
+        return 0.0, 0.0
+    top = math.log((n_faqs + 1) / 0.5)
+    w = [math.log((n_faqs + 1) / (vocab.get(t, 0) + 0.5)) for t in uniq]
+    miss = [wi for t, wi in zip(uniq, w) if t not in faq_terms]
+    total = sum(w)
+    return (sum(miss) / total if total > 0 else 0.0), (max(miss) / top if miss else 0.0)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
@@ -225,6 +245,10 @@ class QueryScores:
     # FAQ (aligned with ids) its question + keywords character set
     qchars: dict | None = None
     faq_chars: Sequence | None = None
+    # per FAQ: ``uncovered_terms`` of the query against it (the salient nouns it lacks); only
+    # where the scoring computed it (see ``UNCOVERED_FEATURES``)
+    uncov: np.ndarray | None = None
+    uncov_max: np.ndarray | None = None
 
 
 def metrics_for(ranked_ids: list[list[str]], kinds: list[str], golds: list[str]) -> dict:
@@ -312,6 +336,10 @@ def _fused_feats(q: QueryScores, wl: float, wk: float = 0.0, wa: float = 0.0,
     feats.update(fusion_features(fused, q.lex_z, q.dense_z, kz, az))
     if q.cover is not None:
         feats["top_cov"] = float(q.cover[forder[0]])
+    if q.uncov is not None:
+        feats["top_uncov"] = float(q.uncov[forder[0]])
+    if q.uncov_max is not None:
+        feats["top_uncov_max"] = float(q.uncov_max[forder[0]])
     return feats, [q.ids[i] for i in order]
 
 
@@ -426,7 +454,11 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
         kana_weights = (0.0,)
     if any(q.answer_z is None or not q.answer_z.any() for q in qs):
         answer_weights = (0.0,)  # no question + answer vectors (run `faq reindex`)
-    features = list(features) if features is not None else list(FEATURES + SCOPE_FEATURES)
+    if features is None:
+        features = list(FEATURES + SCOPE_FEATURES)
+        if all(q.uncov is not None for q in qs):
+            features += list(UNCOVERED_FEATURES)
+    features = list(features)
     answer_features = list(answer_features) if answer_features is not None else \
         features + [f for f in ANSWER_FEATURES if f not in features]
     golds = [q.gold for q in qs]

@@ -226,3 +226,37 @@ def read_file(path: str | Path) -> tuple[bytes, str]:
     if not p.is_file():
         raise InvalidInput(f"ファイルが見つかりません: {p}")
     return p.read_bytes(), p.name
+
+
+BUNDLED_SYNONYMS = Path(__file__).parent / "data" / "synonyms.csv"
+
+
+def read_synonyms(data: bytes) -> list[tuple[str, list[str]]]:
+    """Rows (term, [variants]) of a synonym CSV (columns ``term``, ``synonyms``; variants
+    separated by ``;``)."""
+    rows = []
+    for rec in csv.DictReader(io.StringIO(decode(data))):
+        term = (rec.get("term") or "").strip()
+        syns = [s.strip() for s in (rec.get("synonyms") or "").replace("；", ";").split(";")
+                if s.strip()]
+        if term:
+            rows.append((term, syns))
+    return rows
+
+
+def seed_synonyms(db, path: Path = BUNDLED_SYNONYMS) -> int:
+    """Load the bundled general synonym table (chatbot/data/synonyms.csv: general Japanese
+    administrative vocabulary, abbreviations and colloquial words, nothing city-specific) into a
+    brand-new database: only when both the synonym table and the FAQ table are empty, so
+    another city's first `faq import` gets the same synonyms as the sample FAQ, while a table
+    staff have edited (or emptied on purpose, with FAQs loaded) is never touched. Call it before
+    the FAQs are written (the index is tokenised with the synonyms). Returns the rows loaded."""
+    from . import storage
+
+    if not path.exists():
+        return 0
+    conn = db.conn
+    if conn.execute("SELECT 1 FROM chat_synonym LIMIT 1").fetchone() or \
+            conn.execute("SELECT 1 FROM chat_faq LIMIT 1").fetchone():
+        return 0
+    return storage.set_synonyms(db, read_synonyms(path.read_bytes()))

@@ -258,6 +258,7 @@ class KanaLexicon:
     both see the FAQ's kanji word (e5 reads kana-only Japanese poorly)."""
 
     MAX_READING = 16
+    HOMOPHONE_MIN_READING = 5
     _NOUNS = ("名詞", "接尾辞")
 
     def __init__(self, texts: Iterable[str] = (), synonyms: Synonyms | None = None,
@@ -269,6 +270,7 @@ class KanaLexicon:
         self.min_len = min_len
         seen: dict[str, Counter] = defaultdict(Counter)
         keep: set[str] = set()
+        surfaces: set[str] = set()  # every noun (split modes C and A) as the FAQ writes it
         tk = _sudachi()
         for text in texts:
             norm = normalize(text)
@@ -284,6 +286,7 @@ class KanaLexicon:
                     if p.part_of_speech()[0] not in self._NOUNS:
                         continue
                     surf = p.surface()
+                    surfaces.add(surf)
                     if _HIRA_ONLY_RE.fullmatch(surf):
                         if len(surf) >= 2:
                             keep.add(surf)
@@ -295,6 +298,10 @@ class KanaLexicon:
                         if len(rd) >= min_len and _HIRA_ONLY_RE.fullmatch(rd) and rd != surf:
                             seen[rd][surf] += 1
         self._map = {rd: c.most_common(1)[0][0] for rd, c in seen.items()}
+        self._surfaces = frozenset(surfaces)
+        # reading → the FAQ's kanji word, for homophone typos (暗唱番号 → 暗証番号)
+        self._homo = {rd: w for rd, w in self._map.items()
+                      if len(rd) >= self.HOMOPHONE_MIN_READING and _KANJI_RE.search(w)}
         for variant, canon in (synonyms._map.items() if synonyms else ()):
             if len(variant) >= min_len and _HIRA_ONLY_RE.fullmatch(variant) and variant != canon:
                 self._map[variant] = canon
@@ -320,12 +327,39 @@ class KanaLexicon:
     def convert(self, normalized_text: str) -> str:
         if not self._map:
             return normalized_text
-        return _KANA_WORD_RE.sub(lambda m: self._rewrite(m.group(0)), normalized_text)
+        out = _KANA_WORD_RE.sub(lambda m: self._rewrite(m.group(0)), normalized_text)
+        if self._homo and _KANJI_RE.search(out):
+            out = self._homophones(out)
+        return out
+
+    def _homophones(self, text: str) -> str:
+        """Kanji words the FAQ never writes, rewritten as the FAQ's word with the same reading
+        when the two differ only in some of their kanji (an IME conversion slip: 暗唱番号 →
+        暗証番号, 介穫 → 介護). Only nouns whose reading has at least
+        ``HOMOPHONE_MIN_READING`` kana, of the same length as the FAQ's word and sharing a
+        character with it: short readings have too many genuine homophones (公演 / 公園)."""
+        from sudachipy import tokenizer as st
+
+        ms = _sudachi().tokenize(text, st.Tokenizer.SplitMode.C)
+        out, changed = [], False
+        for m in ms:
+            surf = m.surface()
+            if (len(surf) >= 2 and surf not in self._surfaces and _KANJI_RE.search(surf)
+                    and m.part_of_speech()[0] == "名詞"):
+                t = self._homo.get(kata_to_hira(m.reading_form()))
+                if t is not None and t != surf and len(t) == len(surf) and set(t) & set(surf):
+                    out.append(t)
+                    changed = True
+                    continue
+            out.append(surf)
+        return "".join(out) if changed else text
 
 
 def has_kana_word(normalized_text: str) -> bool:
-    """Whether ``KanaLexicon.convert`` could change anything (a word typed in hiragana)."""
-    return _KANA_WORD_RE.search(normalized_text) is not None
+    """Whether ``KanaLexicon.convert`` could change anything: a word typed in hiragana, or a
+    kanji word that may be a homophone slip of the FAQ's word (any kanji)."""
+    return (_KANA_WORD_RE.search(normalized_text) is not None
+            or _KANJI_RE.search(normalized_text) is not None)
 
 
 _DISTINCT_RE = re.compile(r"[一-龥々ァ-ヴー]")
