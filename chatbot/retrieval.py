@@ -116,6 +116,8 @@ class Snapshot:
     distinct: tuple | None = None
     # lazily computed: the municipality the FAQ is about (``tokenize.home_places``)
     home: tuple | None = None
+    # lazily built: the kana trigram index in memory (``KanaIndex``)
+    kana_index: "KanaIndex | None" = None
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -137,6 +139,66 @@ def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
     return Snapshot(gen, embedder.name, ids, pos, faqs, *mats["question"], storage.load_synonyms(db),
                     *mats["answer"], storage.vocabulary(db), storage.kana_vocabulary(db),
                     time.perf_counter() - t0)
+
+
+# FTS5's bm25() constants and the column weights of the kana query (faq_id, question, keywords)
+BM25_K1, BM25_B = 1.2, 0.75
+KANA_BM25_WEIGHTS = (0.0, 2.0, 1.0)
+KANA_COLUMNS = ("faq_id", "question", "keywords")
+
+
+@dataclass
+class KanaIndex:
+    """``chat_faq_kana`` held in memory: per trigram, the snapshot rows that contain it and the
+    term's share of FTS5's ``bm25(chat_faq_kana, 0, 2.0, 1.0)`` for each of them.
+
+    FTS5's bm25 is a sum over the query's phrases of ``idf * f * (k1 + 1) / (f + k1 * (1 - b +
+    b * D / avgdl))`` (f: the column-weighted count of the phrase in the row, D: the row's token
+    count, idf: ``log((N - n + 0.5) / (n + 0.5))``, 1e-6 when not positive); every factor but the
+    phrase list is fixed per row and term, so the shares are computed once per snapshot, with the
+    same double-precision operations in the same order as FTS5's ``fts5Bm25Function``, and a
+    question's score is their sum in phrase order: the same scores as the SQL query (checked
+    against it in tests/test_chat_speed.py) without a query per question. The term counts, token
+    counts and row totals are FTS5's own (the ``fts5vocab`` instance view and the table)."""
+    terms: dict[str, tuple[np.ndarray, np.ndarray]]  # trigram → (row positions, bm25 shares)
+    n: int  # snapshot rows
+
+
+def build_kana_index(db: sqlite_utils.Database, snap: "Snapshot") -> KanaIndex:
+    conn = db.conn
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chat_faq_kana_instance"
+                 " USING fts5vocab(main, 'chat_faq_kana', 'instance')")
+    rows = conn.execute("SELECT rowid, faq_id FROM chat_faq_kana").fetchall()
+    n_row = len(rows)
+    pos_of_rowid = {rid: snap.pos.get(fid, -1) for rid, fid in rows}
+    weight = dict(zip(KANA_COLUMNS, KANA_BM25_WEIGHTS))
+    freq: dict[str, dict[int, float]] = {}
+    size: dict[int, int] = {}
+    for term, doc, col in conn.execute("SELECT term, doc, col FROM temp.chat_faq_kana_instance"):
+        size[doc] = size.get(doc, 0) + 1
+        f = freq.setdefault(term, {})
+        f[doc] = f.get(doc, 0.0) + weight.get(col, 1.0)
+    n_token = sum(size.values())
+    avgdl = n_token / n_row if n_row else 1.0
+    k1, b = BM25_K1, BM25_B
+    terms = {}
+    for term, docs in freq.items():
+        n_hit = len(docs)
+        idf = float(np.log((0.5 + n_row - n_hit) / (0.5 + n_hit)))
+        if idf <= 0.0:
+            idf = 1e-6
+        pos, share = [], []
+        for doc, f in docs.items():
+            p = pos_of_rowid.get(doc, -1)
+            if p < 0:
+                continue
+            num = f * (k1 + 1.0)
+            denom = f + k1 * (1 - b + b * float(size[doc]) / avgdl)
+            pos.append(p)
+            share.append(idf * num / denom)
+        if pos:
+            terms[sys.intern(term)] = (np.array(pos, dtype=np.intp), np.array(share, dtype=np.float64))
+    return KanaIndex(terms, len(snap.ids))
 
 
 def fts_query(toks: list[str]) -> str:
@@ -305,11 +367,40 @@ class Retriever:
                 out[i] = -s  # FTS5 bm25 is "lower is better"
         return out
 
-    def kana_scores(self, db: sqlite_utils.Database, snap: Snapshot, text: str) -> np.ndarray:
-        """BM25 over character trigrams of the hiragana reading (question + keywords)."""
+    def kana_index(self, db: sqlite_utils.Database, snap: Snapshot) -> KanaIndex:
+        idx = snap.kana_index
+        if idx is None:
+            with self._lock:
+                idx = snap.kana_index
+                if idx is None:
+                    idx = snap.kana_index = build_kana_index(db, snap)
+        return idx
+
+    def kana_scores(self, db: sqlite_utils.Database, snap: Snapshot, text: str,
+                    read: str | None = None, sql: bool = False) -> np.ndarray:
+        """BM25 over character trigrams of the hiragana reading (question + keywords), from the
+        in-memory ``KanaIndex`` (``sql=True``: FTS5's own query, the reference). ``read``: the
+        text's reading with the synonyms applied, when the caller has it."""
         out = np.zeros(len(snap.ids), dtype=np.float32)
-        grams = _prune(trigrams(reading(text, snap.synonyms), limit=40), snap.kana_vocab, len(snap.ids))
+        if read is None:
+            read = reading(text, snap.synonyms)
+        grams = _prune(trigrams(read, limit=40), snap.kana_vocab, len(snap.ids))
         if not grams:
+            return out
+        if not sql:
+            idx = self.kana_index(db, snap)
+            found = [idx.terms[g] for g in grams if g in idx.terms]
+            if not found:
+                return out
+            pos = np.concatenate([f[0] for f in found])
+            score = np.bincount(pos, weights=np.concatenate([f[1] for f in found]),
+                                minlength=idx.n)  # summed in phrase order, as FTS5 does
+            hit = np.flatnonzero(score)
+            if len(hit) > MAX_LEXICAL_HITS:  # the SQL query's ORDER BY s LIMIT
+                keep = hit[np.argsort(-score[hit], kind="stable")[:MAX_LEXICAL_HITS]]
+                out[keep] = score[keep]
+            else:
+                out[hit] = score[hit]
             return out
         q = " OR ".join('"' + g.replace('"', '""') + '"' for g in grams)
         rows = db.conn.execute(
@@ -349,7 +440,15 @@ class Retriever:
         toks = an.tokens
         lex = self.lexical_scores(db, snap, toks) if mode != "dense" else np.zeros(len(snap.ids), np.float32)
         dense = self.dense_scores(snap, norm) if mode != "lexical" else np.zeros(len(snap.ids), np.float32)
-        kana = self.kana_scores(db, snap, norm) if (mode == "hybrid" and w_kana) else None
+        # the reading with the synonyms applied (the kana index) and without (the OOS features)
+        # are one Sudachi pass when no synonym occurs in the question (the usual case)
+        read = plain_read = None
+        if mode == "hybrid" and w_kana:
+            read = reading(norm, snap.synonyms)
+            nn = normalize(norm)
+            if snap.synonyms.apply(nn) == nn:
+                plain_read = read
+        kana = self.kana_scores(db, snap, norm, read=read) if (mode == "hybrid" and w_kana) else None
         lz, dz = _z(lex), _z(dense)
         kz = _z(kana) if kana is not None else None
         az = _z(self.dense_scores(snap, norm, "answer")) if (mode == "hybrid" and w_answer) else None
@@ -380,7 +479,8 @@ class Retriever:
             order.sort(key=lambda i: -ranking[i])
         hits = [Hit(snap.ids[i], float(ranking[i]), float(lex[i]), float(dense[i]), float(lz[i]),
                     float(dz[i])) for i in order]
-        feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab, home)
+        feats = oos_features(an, snap.vocab, norm, fused, dense, lz, snap.kana_vocab, home,
+                             read=plain_read)
         feats.update(fusion_features(fused, lz, dz, kz, az))
         feats.update(self.scope_features(snap, norm, has_dense=mode != "lexical"))
         feats["top_cov"] = self.coverage(snap, toks, snap.ids[int(np.argmax(fused))])
@@ -404,9 +504,11 @@ MOVING_RE = re.compile(r"(引っ?越|引越|転出|転入|転居|住んで|住�
 
 
 def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray,
-                 lz: np.ndarray, kana_vocab: set | None = None, home: tuple = ()) -> dict:
+                 lz: np.ndarray, kana_vocab: set | None = None, home: tuple = (),
+                 read: str | None = None) -> dict:
     """Query-level signals for "is this question covered by the FAQ at all?". ``home``: the
-    FAQ's own city (``Retriever.home``; Niiza when not given)."""
+    FAQ's own city (``Retriever.home``; Niiza when not given). ``read``: ``reading(norm)``,
+    when the caller has it."""
     def top2(x):
         if x.size == 0:
             return 0.0, 0.0
@@ -419,7 +521,7 @@ def oos_features(an, vocab: set, norm: str, fused: np.ndarray, dense: np.ndarray
     d1, d2 = top2(dense)
     uniq = set(an.tokens)
     nouns = set(an.nouns)
-    grams = trigrams(reading(norm), limit=200)
+    grams = trigrams(reading(norm) if read is None else read, limit=200)
     kana_cov = (sum(g in kana_vocab for g in grams) / len(grams)) if (grams and kana_vocab) else 0.0
     # another municipality named, unless the question is about moving or also names the FAQ's
     # own city
