@@ -116,8 +116,8 @@ class Snapshot:
     distinct: tuple | None = None
     # lazily computed: the municipality the FAQ is about (``tokenize.home_places``)
     home: tuple | None = None
-    # lazily built: the kana trigram index in memory (``KanaIndex``)
-    kana_index: "KanaIndex | None" = None
+    # lazily built: the FTS5 indexes in memory (``Bm25Index``), by table
+    bm25: dict = field(default_factory=dict)
 
 
 def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
@@ -141,40 +141,64 @@ def load_snapshot(db: sqlite_utils.Database, embedder: Embedder) -> Snapshot:
                     time.perf_counter() - t0)
 
 
-# FTS5's bm25() constants and the column weights of the kana query (faq_id, question, keywords)
+# FTS5's bm25() constants; the column weights of the kana query (faq_id, question, keywords)
 BM25_K1, BM25_B = 1.2, 0.75
 KANA_BM25_WEIGHTS = (0.0, 2.0, 1.0)
-KANA_COLUMNS = ("faq_id", "question", "keywords")
+FTS_COLUMNS = {"chat_faq_fts": ("faq_id", "question", "answer", "keywords"),
+               "chat_faq_kana": ("faq_id", "question", "keywords")}
+# Up to this many FAQs both FTS5 indexes are also held in memory (``Bm25Index``, built on the
+# first question after each FAQ edit: ~90 ms for the 198-entry sample); larger FAQs are scored by
+# the FTS5 queries (the same scores, ~0.3-0.6 ms more per question).
+IN_MEMORY_INDEX_MAX_FAQS = 2000
 
 
 @dataclass
-class KanaIndex:
-    """``chat_faq_kana`` held in memory: per trigram, the snapshot rows that contain it and the
-    term's share of FTS5's ``bm25(chat_faq_kana, 0, 2.0, 1.0)`` for each of them.
+class Bm25Index:
+    """An FTS5 table held in memory: per term, the snapshot rows that contain it and the term's
+    share of FTS5's ``bm25(table, *weights)`` for each of them.
 
     FTS5's bm25 is a sum over the query's phrases of ``idf * f * (k1 + 1) / (f + k1 * (1 - b +
     b * D / avgdl))`` (f: the column-weighted count of the phrase in the row, D: the row's token
-    count, idf: ``log((N - n + 0.5) / (n + 0.5))``, 1e-6 when not positive); every factor but the
-    phrase list is fixed per row and term, so the shares are computed once per snapshot, with the
-    same double-precision operations in the same order as FTS5's ``fts5Bm25Function``, and a
-    question's score is their sum in phrase order: the same scores as the SQL query (checked
-    against it in tests/test_chat_speed.py) without a query per question. The term counts, token
-    counts and row totals are FTS5's own (the ``fts5vocab`` instance view and the table)."""
-    terms: dict[str, tuple[np.ndarray, np.ndarray]]  # trigram → (row positions, bm25 shares)
+    count, idf: ``log((N - n + 0.5) / (n + 0.5))``, 1e-6 when not positive); every factor is
+    fixed per row and term, so the shares are computed once per snapshot with the same
+    double-precision operations in the same order as FTS5's ``fts5Bm25Function``, and a
+    question's score is their sum in phrase order: the same scores, bit for bit, as the SQL query
+    (checked in tests/test_chat_speed.py) without a query per question. Term counts, token counts
+    and totals are FTS5's own (its ``fts5vocab`` instance view), so the tokenizer is FTS5's."""
+    terms: dict[str, tuple[np.ndarray, np.ndarray]]  # term → (row positions, bm25 shares)
     n: int  # snapshot rows
+    chars: frozenset = frozenset()  # every character of every term
+
+    def scores(self, phrases: list[str]) -> np.ndarray:
+        """bm25 (higher is better, 0 = no match) of each snapshot row for single-term phrases,
+        only the best ``MAX_LEXICAL_HITS`` rows kept, as the SQL query's ``ORDER BY s LIMIT``."""
+        out = np.zeros(self.n, dtype=np.float32)
+        found = [self.terms[p] for p in phrases if p in self.terms]
+        if not found:
+            return out
+        pos = np.concatenate([f[0] for f in found])
+        score = np.bincount(pos, weights=np.concatenate([f[1] for f in found]),
+                            minlength=self.n)  # each row's sum in phrase order, as FTS5's
+        hit = np.flatnonzero(score)
+        if len(hit) > MAX_LEXICAL_HITS:
+            hit = hit[np.argsort(-score[hit], kind="stable")[:MAX_LEXICAL_HITS]]
+        out[hit] = score[hit]
+        return out
 
 
-def build_kana_index(db: sqlite_utils.Database, snap: "Snapshot") -> KanaIndex:
+def build_bm25_index(db: sqlite_utils.Database, snap: "Snapshot", table: str,
+                     weights: tuple[float, ...]) -> Bm25Index:
     conn = db.conn
-    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chat_faq_kana_instance"
-                 " USING fts5vocab(main, 'chat_faq_kana', 'instance')")
-    rows = conn.execute("SELECT rowid, faq_id FROM chat_faq_kana").fetchall()
+    view = f"{table}_instance"
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{view}"
+                 f" USING fts5vocab(main, '{table}', 'instance')")
+    rows = conn.execute(f"SELECT rowid, faq_id FROM {table}").fetchall()
     n_row = len(rows)
     pos_of_rowid = {rid: snap.pos.get(fid, -1) for rid, fid in rows}
-    weight = dict(zip(KANA_COLUMNS, KANA_BM25_WEIGHTS))
+    weight = dict(zip(FTS_COLUMNS[table], weights))
     freq: dict[str, dict[int, float]] = {}
     size: dict[int, int] = {}
-    for term, doc, col in conn.execute("SELECT term, doc, col FROM temp.chat_faq_kana_instance"):
+    for term, doc, col in conn.execute(f"SELECT term, doc, col FROM temp.{view}"):
         size[doc] = size.get(doc, 0) + 1
         f = freq.setdefault(term, {})
         f[doc] = f.get(doc, 0.0) + weight.get(col, 1.0)
@@ -197,8 +221,9 @@ def build_kana_index(db: sqlite_utils.Database, snap: "Snapshot") -> KanaIndex:
             pos.append(p)
             share.append(idf * num / denom)
         if pos:
-            terms[sys.intern(term)] = (np.array(pos, dtype=np.intp), np.array(share, dtype=np.float64))
-    return KanaIndex(terms, len(snap.ids))
+            terms[sys.intern(term)] = (np.array(pos, dtype=np.intp),
+                                       np.array(share, dtype=np.float64))
+    return Bm25Index(terms, len(snap.ids), frozenset("".join(freq)))
 
 
 def fts_query(toks: list[str]) -> str:
@@ -352,11 +377,36 @@ class Retriever:
                 self._qcache.popitem(last=False)
         return v
 
-    def lexical_scores(self, db: sqlite_utils.Database, snap: Snapshot, toks: list[str]) -> np.ndarray:
+    def bm25_index(self, db: sqlite_utils.Database, snap: Snapshot, table: str) -> Bm25Index | None:
+        """The FTS5 table held in memory for this snapshot (None above
+        ``IN_MEMORY_INDEX_MAX_FAQS``: the SQL query then)."""
+        if len(snap.ids) > IN_MEMORY_INDEX_MAX_FAQS:
+            return None
+        idx = snap.bm25.get(table)
+        if idx is None:
+            with self._lock:
+                idx = snap.bm25.get(table)
+                if idx is None:
+                    w = BM25_WEIGHTS if table == "chat_faq_fts" else KANA_BM25_WEIGHTS
+                    idx = snap.bm25[table] = build_bm25_index(db, snap, table, w)
+        return idx
+
+    def lexical_scores(self, db: sqlite_utils.Database, snap: Snapshot, toks: list[str],
+                       sql: bool = False) -> np.ndarray:
+        """BM25 over the FAQ's tokens, from the in-memory index (``sql=True``, or a token the
+        index has no character of: FTS5's own query)."""
+        terms = [t for t in _prune(list(dict.fromkeys(toks)), snap.vocab, len(snap.ids)) if t]
+        if not terms:
+            return np.zeros(len(snap.ids), dtype=np.float32)
+        idx = None if sql else self.bm25_index(db, snap, "chat_faq_fts")
+        # A token made of characters that FAQ terms have is a single FTS5 token (the terms are
+        # unicode61's output, case-folded): in memory. Otherwise FTS5 tokenises it (it might
+        # split or fold it).
+        if idx is not None and all(t in idx.terms or (t.lower() == t and idx.chars.issuperset(t))
+                                   for t in terms):
+            return idx.scores(terms)
         out = np.zeros(len(snap.ids), dtype=np.float32)
-        q = fts_query(_prune(list(dict.fromkeys(toks)), snap.vocab, len(snap.ids)))
-        if not q:
-            return out
+        q = fts_query(terms)
         w = ",".join(str(x) for x in BM25_WEIGHTS)
         rows = db.conn.execute(
             f"SELECT faq_id, bm25(chat_faq_fts, {w}) AS s FROM chat_faq_fts WHERE chat_faq_fts MATCH ?"
@@ -367,41 +417,20 @@ class Retriever:
                 out[i] = -s  # FTS5 bm25 is "lower is better"
         return out
 
-    def kana_index(self, db: sqlite_utils.Database, snap: Snapshot) -> KanaIndex:
-        idx = snap.kana_index
-        if idx is None:
-            with self._lock:
-                idx = snap.kana_index
-                if idx is None:
-                    idx = snap.kana_index = build_kana_index(db, snap)
-        return idx
-
     def kana_scores(self, db: sqlite_utils.Database, snap: Snapshot, text: str,
                     read: str | None = None, sql: bool = False) -> np.ndarray:
         """BM25 over character trigrams of the hiragana reading (question + keywords), from the
-        in-memory ``KanaIndex`` (``sql=True``: FTS5's own query, the reference). ``read``: the
-        text's reading with the synonyms applied, when the caller has it."""
+        in-memory index (``sql=True``: FTS5's own query). ``read``: the text's reading with the
+        synonyms applied, when the caller has it."""
         out = np.zeros(len(snap.ids), dtype=np.float32)
         if read is None:
             read = reading(text, snap.synonyms)
         grams = _prune(trigrams(read, limit=40), snap.kana_vocab, len(snap.ids))
         if not grams:
             return out
-        if not sql:
-            idx = self.kana_index(db, snap)
-            found = [idx.terms[g] for g in grams if g in idx.terms]
-            if not found:
-                return out
-            pos = np.concatenate([f[0] for f in found])
-            score = np.bincount(pos, weights=np.concatenate([f[1] for f in found]),
-                                minlength=idx.n)  # summed in phrase order, as FTS5 does
-            hit = np.flatnonzero(score)
-            if len(hit) > MAX_LEXICAL_HITS:  # the SQL query's ORDER BY s LIMIT
-                keep = hit[np.argsort(-score[hit], kind="stable")[:MAX_LEXICAL_HITS]]
-                out[keep] = score[keep]
-            else:
-                out[hit] = score[hit]
-            return out
+        idx = None if sql else self.bm25_index(db, snap, "chat_faq_kana")
+        if idx is not None:  # a reading trigram is one trigram-tokenizer token
+            return idx.scores(grams)
         q = " OR ".join('"' + g.replace('"', '""') + '"' for g in grams)
         rows = db.conn.execute(
             "SELECT faq_id, bm25(chat_faq_kana, 0, 2.0, 1.0) AS s FROM chat_faq_kana"

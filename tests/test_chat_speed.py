@@ -1,5 +1,5 @@
 """The chatbot's throughput shortcuts give the same results as the plain path: the in-memory
-kana trigram index scores exactly as FTS5's bm25 query (also after an FAQ edit), concurrent
+BM25 indexes score exactly as FTS5's bm25 queries (also after an FAQ edit), concurrent
 question embeddings merged into one encoder call give each question its own vector, and the
 HTTP server runs on uvicorn's C parser and event loop. Speed itself is measured by
 bench/chatbot.py (``--new-rounds``), not here."""
@@ -51,6 +51,28 @@ def test_kana_index_scores_exactly_as_fts5(sample):
     assert some > 250  # the questions do match kana trigrams
 
 
+def test_lexical_index_scores_exactly_as_fts5(sample):
+    from chatbot.tokenize import analyze
+
+    settings, db = sample
+    r = service.retriever(db, settings)
+    snap = r.snapshot(db)
+    idx = r.bm25_index(db, snap, "chat_faq_fts")
+    assert idx is not None and "住" in idx.chars
+    some = 0
+    for q in _questions() + ["ＮＨＫの受信料", "Wi-Fiは使えますか", "ℵ𠮷野家 ǅ", "住民票 住民票"]:
+        toks = analyze(r.prepare(snap, q), snap.synonyms, r.home(snap)).tokens
+        mem, sql = r.lexical_scores(db, snap, toks), r.lexical_scores(db, snap, toks, sql=True)
+        assert np.array_equal(mem, sql), q
+        some += bool(sql.any())
+    assert some > 250
+    # tokens FTS5 would tokenise differently (upper case, a character no FAQ term has) are
+    # sent to FTS5 itself
+    for toks in (["ABC", "住民票"], ["ǅ"], ["住民票", ""], ["a-b"]):
+        assert np.array_equal(r.lexical_scores(db, snap, toks),
+                              r.lexical_scores(db, snap, toks, sql=True)), toks
+
+
 def test_kana_index_follows_faq_edits(tmp_path):
     settings, db = make_db(tmp_path)
     r = service.retriever(db, settings)
@@ -61,7 +83,7 @@ def test_kana_index_follows_faq_edits(tmp_path):
               "その他", "環境課", "", "", "かえる")
     service.save_faqs(db, settings, [faq], actor="test")
     snap2 = r.snapshot(db)  # the edit bumped the generation: a new snapshot and kana index
-    assert snap2 is not snap and snap2.kana_index is None
+    assert snap2 is not snap and not snap2.bm25
     after = r.kana_scores(db, snap2, r.prepare(snap2, "かえるのしいくほうほう"))
     assert np.array_equal(after, r.kana_scores(db, snap2, r.prepare(snap2, "かえるのしいくほうほう"),
                                                sql=True))
@@ -76,8 +98,8 @@ def test_kana_index_follows_faq_edits(tmp_path):
 
 
 def test_answers_identical_with_and_without_the_shortcuts(sample, monkeypatch):
-    """kind, FAQ, ranking and confidence of every question: in-memory kana index and one
-    reading per question vs the FTS5 query and a second Sudachi pass."""
+    """kind, FAQ, ranking and confidence of every question: in-memory BM25 indexes and one
+    reading per question vs the FTS5 queries and a second Sudachi pass."""
     from chatbot import retrieval
 
     settings, db = sample
@@ -90,10 +112,13 @@ def test_answers_identical_with_and_without_the_shortcuts(sample, monkeypatch):
 
     fast = run()
     plain_kana = retrieval.Retriever.kana_scores
+    plain_lex = retrieval.Retriever.lexical_scores
     plain_oos = retrieval.oos_features
     monkeypatch.setattr(retrieval.Retriever, "kana_scores",
                         lambda self, db, snap, text, read=None, sql=False:
                         plain_kana(self, db, snap, text, None, True))
+    monkeypatch.setattr(retrieval.Retriever, "lexical_scores",
+                        lambda self, db, snap, toks, sql=False: plain_lex(self, db, snap, toks, True))
     monkeypatch.setattr(retrieval, "oos_features", lambda *a, read=None, **k: plain_oos(*a, **k))
     assert run() == fast
 
