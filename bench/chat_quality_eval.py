@@ -73,7 +73,7 @@ def service_retriever(db, settings):
     return service.retriever(db, settings)
 
 
-def cross_validated(qs, k: int = 5) -> dict:
+def cross_validated(qs, k: int = 5, **kw) -> dict:
     import numpy as np
 
     from chatbot import confidence
@@ -82,7 +82,7 @@ def cross_validated(qs, k: int = 5) -> dict:
     ranked, kinds = [None] * len(qs), [None] * len(qs)
     for fold in confidence._folds(len(qs), y, k, seed=1):
         held = set(fold.tolist())
-        cal = confidence.calibrate([q for i, q in enumerate(qs) if i not in held])
+        cal = confidence.calibrate([q for i, q in enumerate(qs) if i not in held], **kw)
         for i in fold:
             f, ids = confidence._fused_feats(qs[i], cal.w_lex, cal.w_kana, cal.w_answer,
                                              cal.w_distinct)
@@ -116,11 +116,14 @@ def main(argv=None):
     ap.add_argument("--misses", action="store_true")
     ap.add_argument("--no-foreign-synonyms", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--l2", type=float, default=None, help="calibrate(l2=...)")
     ap.add_argument("--uncov", action="store_true",
                     help="prototype: add the uncovered-salient-noun features to the scoring")
     args = ap.parse_args(argv)
 
     from chatbot import confidence, importer, service, storage
+
+    kw = {"l2": args.l2} if args.l2 is not None else {}
 
     t0 = time.perf_counter()
     out = {}
@@ -142,7 +145,7 @@ def main(argv=None):
             cal = confidence.load_default()
         else:
             t1 = time.perf_counter()
-            cal = confidence.calibrate(qs["dev"], model=service.embedder(settings).name)
+            cal = confidence.calibrate(qs["dev"], model=service.embedder(settings).name, **kw)
             print(f"calibrate {time.perf_counter() - t1:.1f}s", file=sys.stderr)
         if args.write_default:
             args.write_default.write_text(json.dumps(cal.to_dict(), ensure_ascii=False, indent=2)
@@ -152,7 +155,7 @@ def main(argv=None):
             if args.misses:
                 print(f"--- {k}", *misses(qs[k], cal, rows[k]), sep="\n", file=sys.stderr)
         if args.cv:
-            out["dev CV"] = cross_validated(qs["dev"])
+            out["dev CV"] = cross_validated(qs["dev"], **kw)
         db.conn.close()
         fs, fdb = fresh_db(Path(tmp) / "foreign")
         if not args.no_foreign_synonyms:

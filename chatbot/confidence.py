@@ -7,7 +7,8 @@ both
 - P(the question is covered by the FAQ at all) ≥ ``t_p`` (the in-scope model: the same
   query-level signals plus how much of the query the #1 FAQ's text covers, the nearest FAQ
   category, personal-case wording 「私の住民税はいくら」, no shared term at all),
-and no other municipality named. Both cuts are chosen together on cross-validated probabilities
+and no other municipality named and no personal case (the resident's own file: 私の住民税は
+いくら; candidates with their department instead). Both cuts are chosen together on cross-validated probabilities
 (``calibrate``): the in-scope cut catches out-of-scope questions, so in-scope questions whose #1
 is doubtful are still answered (with candidates) instead of counting against out-of-scope
 precision. Below ``t_p_oos`` (or when another municipality is named) the question is treated as
@@ -217,6 +218,10 @@ def decide(top: float, margin: float, top_dense: float, cal: Calibration,
         direct = True
     if feats and feats.get("other_municipality"):
         return Decision("out_of_scope", round(min(conf, 0.2), 3), p, "other_municipality")
+    if feats and feats.get("personal_case"):
+        # the resident's own file (私の住民税はいくら, 先週出した申請の審査結果): no FAQ answers
+        # it, however well its words match one; the candidates' department is the contact
+        return Decision("suggest", round(min(conf, 0.3), 3), p, "personal_case")
     if (direct and top >= cal.t_score and margin >= cal.t_margin and top_dense >= cal.t_dense
             and p >= cal.t_p):
         return Decision("answer", round(max(conf, 0.5), 3), p)
@@ -472,7 +477,8 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
             rows.append(f)
             ranked.append(ids)
         correct = np.array([bool(g) and ids[0] == g for ids, g in zip(ranked, golds)])
-        blocked = np.array([bool(r.get("other_municipality")) for r in rows])
+        blocked = np.array([bool(r.get("other_municipality") or r.get("personal_case"))
+                            for r in rows])
         XA = np.array([[r.get(k, 0.0) for k in answer_features] for r in rows], dtype=float)
         X = np.array([[r.get(k, 0.0) for k in features] for r in rows], dtype=float)
         if correct.all() or not correct.any():
@@ -512,6 +518,8 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
     for r, pa, pi in zip(rows, p_oof, p_in):
         if r.get("other_municipality"):
             kinds.append("out_of_scope")
+        elif r.get("personal_case"):
+            kinds.append("suggest")
         else:
             kinds.append("answer" if pa >= t_answer and pi >= t_p else "suggest")
     m = metrics_for(ranked, kinds, golds)

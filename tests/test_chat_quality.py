@@ -142,3 +142,28 @@ def test_cli_import_into_an_empty_database_loads_the_bundled_synonyms(tmp_path):
     # a second import (FAQs present) leaves the table as it is
     r = _cli(home, "import", str(good))
     assert r.returncode == 0 and "同梱の同義語表" not in r.stdout
+
+
+# --- decision rules (confidence) -------------------------------------------------------------
+
+
+def test_personal_case_never_answered_directly():
+    from chatbot import confidence
+
+    cal = confidence.load_default()
+    feats = {"top": 9.0, "margin": 5.0, "top_dense": 0.95, "top_cov": 1.0, "cat_max": 0.95,
+             "agree": 4.0, "gap_az": 3.0}
+    assert confidence.decide(9.0, 5.0, 0.95, cal, feats).kind == "answer"
+    d = confidence.decide(9.0, 5.0, 0.95, cal, {**feats, "personal_case": 1.0})
+    assert (d.kind, d.reason) == ("suggest", "personal_case") and d.confidence < 0.5
+
+
+def test_uncovered_terms_weighs_the_missing_compound():
+    from chatbot import confidence
+
+    vocab = {"婚姻届": 2, "離婚届": 1, "届": 30, "必要": 80}
+    # 婚姻届 asked, the 離婚届 FAQ lacks it: most of the question's weight is missing
+    share, top = confidence.uncovered_terms(["婚姻届", "必要"], {"離婚届", "届", "必要"}, vocab, 100)
+    assert share > 0.7 and 0.5 < top < 1.0
+    assert confidence.uncovered_terms(["婚姻届", "必要"], {"婚姻届", "必要"}, vocab, 100) == (0.0, 0.0)
+    assert confidence.uncovered_terms([], {"届"}, vocab, 100) == (0.0, 0.0)
