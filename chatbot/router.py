@@ -29,7 +29,13 @@ api_router = APIRouter(tags=["chat"])
 page_router = APIRouter(tags=["chat pages"], include_in_schema=False)
 admin_router = APIRouter(prefix="/admin", dependencies=[require_role("admin")], tags=["chat admin"])
 
-ASK_CONCURRENCY = 4  # answers computed at once per process
+# Answers computed at once per process. Most of an answer's CPU is the question's embedding,
+# which runs outside the GIL and is batched while the encoder is busy (``embed.QueryBatcher``):
+# more questions in flight make bigger batches. 50 clients, new questions, 1 worker, servers of
+# each setting run side by side (interleaved rounds) on a loaded 2-core machine, two runs: server
+# CPU per answer 7.4 / 6.6 ms with 4, 6.7 / 5.9 with 8, 5.1 / 5.8 with 16, 5.7 with 24, 6.0
+# with 32.
+ASK_CONCURRENCY = 16
 RATE_MESSAGE = "短時間に多くの質問が送信されました。1分ほど待ってから、もう一度お試しください。"
 
 
@@ -104,9 +110,11 @@ async def ask(body: AskIn, request: Request) -> JSONResponse:
     # At most ASK_CONCURRENCY answers are computed at once (the CPU has few cores): with one
     # thread per request, 50 concurrent residents made ~40 threads fight over the GIL at every
     # SQLite/numpy call, and the event loop thread starved (profiled: 3-4x slower per answer than
-    # serially); the others wait in the executor's queue. The connection is taken from the pool
-    # inside that thread, not through the ``get_db`` dependency, and the plain-JSON answer is
-    # sent as is (no jsonable_encoder walk): both are per-request framework costs.
+    # serially; since then the lexical and kana scores no longer query SQLite and the threads
+    # waiting for the encoder sleep on one condition); the others wait in the executor's queue.
+    # The connection is taken from the pool inside that thread, not through the ``get_db``
+    # dependency, and the plain-JSON answer is sent as is (no jsonable_encoder walk): both are
+    # per-request framework costs.
     app = request.app
     out = await asyncio.get_running_loop().run_in_executor(
         ask_executor(app), _ask_pooled, db_pool(app), app.state.settings, body.message,
