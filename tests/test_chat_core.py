@@ -418,6 +418,12 @@ def test_personal_case_wording(text, personal):
     ("粗大ごみを自分の車で運んで捨てることはできますか", False),
     ("自分の個人番号を忘れてしまったのですが、調べる方法はありますか", False),
     ("住民票の手数料はいくらですか", False),  # a fee, not the resident's own file
+    ("申請の返事はまだ？", True),  # waiting for the city's reply on one's own application
+    ("うちの水道の請求額を知りたい", True),
+    ("私のマイナンバーの番号を教えて", True),
+    ("うちの母の要介護度はいつ決まりますか", True),
+    ("保育園の申込の結果はいつわかりますか", False),  # the schedule, which the FAQ gives
+    ("私は転入届をまだ出していませんが大丈夫ですか", False),
 ])
 def test_personal_case_asks_for_the_residents_own_record(text, case):
     from chatbot.retrieval import PERSONAL_CASE_RE
