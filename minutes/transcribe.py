@@ -66,6 +66,22 @@ class TranscribeOptions:
     # batched: groups of windows decoded at once, in threads (the model should have as many
     # CTranslate2 replicas, see minutes.model); 1 = one group after another
     workers: int = 1
+    # batched: a window whose first decode (``beam_size``) has an average log-probability below
+    # ``rescue_logprob`` is decoded again with the wider ``rescue_beam_size`` (its encoder output
+    # is reused, so this costs decoder time only); of the two texts ``rescue_select`` keeps one
+    # (a wider-beam text that looks like a loop or lost speech is never kept). None: off.
+    # Beam 2 + all windows rescued at beam 5 (0.0) with "kanji" selection, committee /
+    # holdout_kankyo / holdout_somu clean/noisy/mp3 (bench/minutes_sweep.py): final CER mean
+    # 11.96 % -> 10.45 %, better on all nine, but ~1.65x the CPU (on a loaded machine); -0.3 (the
+    # less sure half of the windows): mean 11.49 %. Off by default until its RTF on the 3-hour
+    # recording is measured (the goal is 0.055; 0.041 without). See :func:`_rescue_windows`.
+    rescue_logprob: float | None = None
+    rescue_beam_size: int = 5
+    rescue_min_length: float = 0.8  # wider-beam text shorter than this share of the first: rejected
+    # "wider": the wider beam's text wins (unless rejected as above); "kanji": the text with the
+    # larger kanji share of its spoken length wins (ties: the wider beam) — a kana spelling of a
+    # word (ギアンダイ for 議案第, しっこぶ for 執行部) is how Whisper base writes what it is unsure of
+    rescue_select: str = "kanji"
 
 
 @dataclass(frozen=True)
@@ -546,16 +562,29 @@ class _WindowByWindowEncoder:
 
     def __init__(self, model):
         self._model = model
+        # window features (digest) -> encoder output: a window decoded a second time (a wider
+        # beam, see _rescue_windows) is not encoded again
+        self._cache: dict[bytes, np.ndarray] = {}
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
+    def _encode_one(self, feats: np.ndarray) -> np.ndarray:
+        import hashlib  # noqa: PLC0415
+
+        key = hashlib.blake2b(np.ascontiguousarray(feats).tobytes(), digest_size=16).digest()
+        out = self._cache.get(key)
+        if out is None:
+            out = np.asarray(self._model.encode(feats))
+            self._cache[key] = out
+        return out
+
     def encode(self, features: np.ndarray):
-        if features.ndim == 2 or features.shape[0] == 1:
-            return self._model.encode(features)
         import ctranslate2  # noqa: PLC0415
 
-        outs = [np.asarray(self._model.encode(features[i:i + 1])) for i in range(features.shape[0])]
+        if features.ndim == 2:
+            features = features[None]
+        outs = [self._encode_one(features[i:i + 1]) for i in range(features.shape[0])]
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(outs)))
 
 
@@ -594,18 +623,27 @@ def _decode_group(model, audio: np.ndarray, opts: TranscribeOptions, group: list
         return []
     chunk = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     del arrays
-    # one pipeline object per call: it keeps per-call state (last_speech_timestamp)
-    fw_segments, _info = BatchedInferencePipeline(_WindowByWindowEncoder(model)).transcribe(
-        chunk, language=opts.language, task="transcribe", beam_size=opts.beam_size,
-        batch_size=len(clips), word_timestamps=opts.word_timestamps,
-        without_timestamps=not opts.batch_timestamps, clip_timestamps=clips,
-        vad_filter=False, log_progress=False)
+    encoder = _WindowByWindowEncoder(model)
     # each batched segment carries its window's offset as ``seek`` (in 10 ms frames)
     seeks = [int(int(c["start"] * SAMPLE_RATE) / SAMPLE_RATE * 100) for c in clips]
-    by_window: dict[int, list] = {}
-    for s in fw_segments:
-        wi = clip_window[max(0, bisect.bisect_right(seeks, s.seek) - 1)]
-        by_window.setdefault(wi, []).append(s)
+
+    def decode(sub: list[int], beam_size: int) -> dict[int, list]:
+        """Clips ``sub`` (indexes into clips) → {window index: faster-whisper segments}."""
+        # one pipeline object per call: it keeps per-call state (last_speech_timestamp)
+        fw_segments, _info = BatchedInferencePipeline(encoder).transcribe(
+            chunk, language=opts.language, task="transcribe", beam_size=beam_size,
+            batch_size=len(sub), word_timestamps=opts.word_timestamps,
+            without_timestamps=not opts.batch_timestamps, clip_timestamps=[clips[k] for k in sub],
+            vad_filter=False, log_progress=False)
+        found: dict[int, list] = {}
+        for s in fw_segments:
+            wi = clip_window[max(0, bisect.bisect_right(seeks, s.seek) - 1)]
+            found.setdefault(wi, []).append(s)
+        return found
+
+    by_window = decode(list(range(len(clips))), opts.beam_size)
+    if opts.rescue_logprob is not None and opts.rescue_beam_size > opts.beam_size:
+        by_window = _rescue_windows(opts, by_window, clip_window, decode)
     out: list[Segment] = []
     for wi, win in enumerate(group):
         fws = by_window.get(wi, [])
@@ -637,3 +675,67 @@ def _decode_group(model, audio: np.ndarray, opts: TranscribeOptions, group: list
             segs.sort(key=lambda x: x.start)
         out.extend(segs)
     return out
+
+
+def _window_text(fws: list) -> str:
+    return "".join(s.text for s in fws).strip()
+
+
+def _spoken_length(text: str) -> int:
+    """About the number of kana the text is read with: a kanji counts two (ギアンダイ and 議案第
+    are as long), punctuation and spaces nothing."""
+    n = 0
+    for ch in text:
+        if _is_kanji(ch):
+            n += 2
+        elif ch.isalnum():
+            n += 1
+    return n
+
+
+def _window_logprob(fws: list) -> float:
+    """A batched window's average log-probability (every segment of it carries the same)."""
+    return min(float(s.avg_logprob) for s in fws)
+
+
+def _rescue_windows(opts: TranscribeOptions, by_window: dict[int, list], clip_window: list[int],
+                    decode) -> dict[int, list]:
+    """Windows whose first decode is unsure (average log-probability below
+    ``opts.rescue_logprob``) decoded again with ``opts.rescue_beam_size``, in one batch.
+
+    A narrow beam is what makes batched decoding cheap, and on a confident window a wider one
+    changes little; where the narrow beam is unsure it often settles on a kana spelling or a
+    near-homophone that a wider search avoids, and on other windows the wider beam is the one
+    that falls into a kana spelling. So (``rescue_select="kanji"``) the text with the larger kanji
+    share of its spoken length is kept, the wider one on a tie; a wider text that looks like a
+    loop or is much shorter (lost speech) is never kept. ``"wider"``: the wider text whenever it
+    is not rejected."""
+    sub = [k for k, wi in enumerate(clip_window)
+           if by_window.get(wi) and _window_logprob(by_window[wi]) < opts.rescue_logprob]
+    if not sub:
+        return by_window
+    second = decode(sub, opts.rescue_beam_size)
+    out = dict(by_window)
+    for k in sub:
+        wi = clip_window[k]
+        t1, t2 = _window_text(by_window[wi]), _window_text(second.get(wi, []))
+        n1, n2 = _spoken_length(t1), _spoken_length(t2)
+        if not t2 or n2 < opts.rescue_min_length * n1:
+            log.info("wider-beam re-decode shortened a window (%d -> %d): first kept", n1, n2)
+            continue
+        if _compression_ratio(t2) > 2.4 or _looks_like_loop(Segment(-1, 0.0, 0.0, t2)):
+            continue
+        if opts.rescue_select == "kanji" and _kanji_share(t1) > _kanji_share(t2) + 1e-9:
+            continue
+        out[wi] = second[wi]
+    return out
+
+
+def _is_kanji(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def _kanji_share(text: str) -> float:
+    """Share of the spoken length (:func:`_spoken_length`) written in kanji."""
+    n = _spoken_length(text)
+    return 2 * sum(_is_kanji(ch) for ch in text) / n if n else 0.0
