@@ -64,13 +64,20 @@ class PipelineOptions:
             language=self.language, beam_size=self.beam_size or default_beam,
             word_timestamps=self.word_timestamps, vad=self.vad, block_s=self.block_s,
             mode=mode, batch_size=self.batch_size or settings.whisper_batch_size,
-            workers=self.model_workers(settings))
+            workers=self.model_workers(settings),
+            **_rescue(getattr(settings, "whisper_rescue_beam_size", 0)))
 
     def model_workers(self, settings: Settings) -> int:
         """Groups decoded at once (and CTranslate2 replicas): batched mode on cpu only."""
         if (self.mode or settings.whisper_mode) != "batched" or settings.whisper_device != "cpu":
             return 1
         return max(1, self.workers or settings.whisper_workers)
+
+
+def _rescue(beam: int) -> dict:
+    """TranscribeOptions for NIIZA_AI_WHISPER_RESCUE_BEAM_SIZE: every batched window decoded again
+    at that beam, the more kanji-dense text kept (see ``transcribe._rescue_windows``)."""
+    return {"rescue_logprob": 0.0, "rescue_beam_size": int(beam)} if beam and beam > 0 else {}
 
 
 @dataclass

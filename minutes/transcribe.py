@@ -73,8 +73,10 @@ class TranscribeOptions:
     # Beam 2 + all windows rescued at beam 5 (0.0) with "kanji" selection, committee /
     # holdout_kankyo / holdout_somu clean/noisy/mp3 (bench/minutes_sweep.py): final CER mean
     # 11.96 % -> 10.45 %, better on all nine, but ~1.65x the CPU (on a loaded machine); -0.3 (the
-    # less sure half of the windows): mean 11.49 %. Off by default until its RTF on the 3-hour
-    # recording is measured (the goal is 0.055; 0.041 without). See :func:`_rescue_windows`.
+    # less sure half of the windows): mean 11.49 %. On the idle machine (23:33-23:43 UTC, same
+    # sweep) CPU per audio second 0.106 -> 0.187, and a rescue at beam 3 costs the same (0.19):
+    # the second decode itself is the cost. Off by default (the 3-hour goal is RTF 0.055, 0.041
+    # without); NIIZA_AI_WHISPER_RESCUE_BEAM_SIZE=5 switches it on. See :func:`_rescue_windows`.
     rescue_logprob: float | None = None
     rescue_beam_size: int = 5
     rescue_min_length: float = 0.8  # wider-beam text shorter than this share of the first: rejected

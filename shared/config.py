@@ -54,6 +54,11 @@ class Settings:
     # peak 1.06/1.18/1.32 GB, same speed; committee: 3 as fast as 4)
     whisper_batch_size: int = 3
     whisper_batch_beam_size: int = 2  # batched mode's beam size (whisper_beam_size: sequential's)
+    # batched mode: > 0 decodes every window again at this beam size (encoder output reused) and
+    # keeps the text with the larger kanji share (Whisper base spells unsure words in kana): final
+    # CER 11.96 -> 10.45 % over the three bench recordings, but ~1.8x the CPU: for a server with
+    # cores to spare (on 2 cores a 3-hour meeting would miss the 10-minute goal). 0: off.
+    whisper_rescue_beam_size: int = 0
     # batched mode on cpu: batches decoded at once by as many CTranslate2 replicas, whisper_threads
     # split among them (2 on 2 threads: one core each, both busy all the time); 1 on cuda
     whisper_workers: int = 2

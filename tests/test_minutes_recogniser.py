@@ -103,3 +103,14 @@ def test_rescue_reuses_the_encoder_output_and_gives_the_wider_beams_text():
     assert n5 >= 1 and n_rescued == n5
     assert rescued == plain5
     assert cer(rescued, ref) <= 0.2
+
+
+def test_rescue_setting_reaches_the_transcribe_options():
+    from minutes.pipeline import PipelineOptions
+    from shared.config import load_settings
+
+    off = PipelineOptions().transcribe_options(load_settings(environ={}))
+    assert off.rescue_logprob is None
+    on = PipelineOptions().transcribe_options(
+        load_settings(environ={"NIIZA_AI_WHISPER_RESCUE_BEAM_SIZE": "5"}))
+    assert (on.rescue_logprob, on.rescue_beam_size, on.beam_size) == (0.0, 5, 2)
