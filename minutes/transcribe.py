@@ -84,6 +84,12 @@ class TranscribeOptions:
     # larger kanji share of its spoken length wins (ties: the wider beam) — a kana spelling of a
     # word (ギアンダイ for 議案第, しっこぶ for 執行部) is how Whisper base writes what it is unsure of
     rescue_select: str = "kanji"
+    # which windows are decoded again: "logprob" (below ``rescue_logprob``) or "kana" (also below
+    # ``rescue_logprob``, and the first text's kanji share is under ``rescue_kanji_share``: where
+    # the narrow beam may have spelled unsure words in kana; reference windows of the bench
+    # recordings: kanji share 0.39-0.58, median ~0.52)
+    rescue_trigger: str = "logprob"
+    rescue_kanji_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -713,7 +719,8 @@ def _rescue_windows(opts: TranscribeOptions, by_window: dict[int, list], clip_wi
     loop or is much shorter (lost speech) is never kept. ``"wider"``: the wider text whenever it
     is not rejected."""
     sub = [k for k, wi in enumerate(clip_window)
-           if by_window.get(wi) and _window_logprob(by_window[wi]) < opts.rescue_logprob]
+           if by_window.get(wi) and _window_logprob(by_window[wi]) < opts.rescue_logprob
+           and (opts.rescue_trigger != "kana" or _kana_spelled(_window_text(by_window[wi]), opts))]
     if not sub:
         return by_window
     second = decode(sub, opts.rescue_beam_size)
@@ -735,6 +742,11 @@ def _rescue_windows(opts: TranscribeOptions, by_window: dict[int, list], clip_wi
 
 def _is_kanji(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def _kana_spelled(text: str, opts: TranscribeOptions) -> bool:
+    """A window text with less kanji than usual: the narrow beam may have spelled words in kana."""
+    return _kanji_share(text) < opts.rescue_kanji_share
 
 
 def _kanji_share(text: str) -> float:

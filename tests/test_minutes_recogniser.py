@@ -114,3 +114,19 @@ def test_rescue_setting_reaches_the_transcribe_options():
     on = PipelineOptions().transcribe_options(
         load_settings(environ={"NIIZA_AI_WHISPER_RESCUE_BEAM_SIZE": "5"}))
     assert (on.rescue_logprob, on.rescue_beam_size, on.beam_size) == (0.0, 5, 2)
+
+
+def test_kana_trigger_decodes_again_only_windows_with_little_kanji():
+    first = {0: [_seg("ただいまから総務常任委員会を開会いたします", -0.2)],
+             1: [_seg("ギアンダイヨンジュウイチゴウについてしつもんします", -0.2)]}
+    calls = []
+
+    def decode(sub, beam_size):
+        calls.append(list(sub))
+        return {1: [_seg("議案第41号について質問します", -0.2)]}
+
+    opts = TranscribeOptions(mode="batched", beam_size=2, rescue_logprob=0.0,
+                             rescue_trigger="kana", rescue_kanji_share=0.5)
+    out = _rescue_windows(opts, first, [0, 1], decode)
+    assert calls == [[1]]  # window 0 is kanji-dense enough: not decoded again
+    assert out[1][0].text == "議案第41号について質問します" and out[0] is first[0]
