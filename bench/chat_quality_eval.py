@@ -74,21 +74,9 @@ def service_retriever(db, settings):
 
 
 def cross_validated(qs, k: int = 5, **kw) -> dict:
-    import numpy as np
-
     from chatbot import confidence
 
-    y = np.array([bool(q.gold) for q in qs], dtype=int)
-    ranked, kinds = [None] * len(qs), [None] * len(qs)
-    for fold in confidence._folds(len(qs), y, k, seed=1):
-        held = set(fold.tolist())
-        cal = confidence.calibrate([q for i, q in enumerate(qs) if i not in held], **kw)
-        for i in fold:
-            f, ids = confidence._fused_feats(qs[i], cal.w_lex, cal.w_kana, cal.w_answer,
-                                             cal.w_distinct)
-            ranked[i] = ids
-            kinds[i] = confidence.decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind
-    return confidence.metrics_for(ranked, kinds, [q.gold for q in qs])
+    return confidence.cross_validate(qs, k, **kw)
 
 
 def misses(qs, cal, rows, limit: int = 40) -> list[str]:

@@ -184,20 +184,9 @@ def quality(settings, db, cv: bool = False, foreign_home: Path | None = None) ->
 
 def cross_validated(qs, kw: dict, k: int = 5) -> dict:
     """Calibrate (weights, models, cut) on 4/5 of the dev queries, decide the other fifth."""
-    import numpy as np
-
     from chatbot import confidence
 
-    y = np.array([bool(q.gold) for q in qs], dtype=int)
-    ranked, kinds = [None] * len(qs), [None] * len(qs)
-    for fold in confidence._folds(len(qs), y, k, seed=1):
-        held = set(fold.tolist())
-        cal = confidence.calibrate([q for i, q in enumerate(qs) if i not in held], **kw)
-        for i in fold:
-            f, ids = confidence._fused_feats(qs[i], cal.w_lex, cal.w_kana, cal.w_answer)
-            ranked[i] = ids
-            kinds[i] = confidence.decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind
-    m = confidence.metrics_for(ranked, kinds, [q.gold for q in qs])
+    m = confidence.cross_validate(qs, k, **kw)
     return {**{k_: round(v, 4) for k_, v in m.items()}, "p50_ms": 0.0, "p95_ms": 0.0}
 
 

@@ -531,11 +531,25 @@ def calibrate(qs: list[QueryScores], *, weights: Sequence[float] | None = None,
                        n_queries=len(qs), metrics={k: round(v, 4) for k, v in m.items()})
 
 
+def _replay(q: QueryScores, cal: Calibration) -> tuple[list[str], str]:
+    """Ranked FAQ ids and the decision kind ``cal`` gives one query's precomputed scores."""
+    f, ids = _fused_feats(q, cal.w_lex, cal.w_kana, cal.w_answer, cal.w_distinct)
+    return ids, decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind
+
+
 def evaluate_scores(qs: list[QueryScores], cal: Calibration) -> dict:
     """Metrics of ``cal`` replayed on precomputed query scores (same decision as ``decide``)."""
-    ranked, kinds = [], []
-    for q in qs:
-        f, ids = _fused_feats(q, cal.w_lex, cal.w_kana, cal.w_answer, cal.w_distinct)
-        ranked.append(ids)
-        kinds.append(decide(f["top"], f["margin"], f.get("top_dense", 1.0), cal, f).kind)
+    ranked, kinds = zip(*(_replay(q, cal) for q in qs)) if qs else ((), ())
+    return metrics_for(list(ranked), list(kinds), [q.gold for q in qs])
+
+
+def cross_validate(qs: list[QueryScores], k: int = 5, seed: int = 1, **kw) -> dict:
+    """k-fold metrics: calibrate (``calibrate(**kw)``) on k-1 folds, decide the held-out one."""
+    y = np.array([bool(q.gold) for q in qs], dtype=int)
+    ranked, kinds = [None] * len(qs), [None] * len(qs)
+    for fold in _folds(len(qs), y, k, seed=seed):
+        held = set(fold.tolist())
+        cal = calibrate([q for i, q in enumerate(qs) if i not in held], **kw)
+        for i in fold:
+            ranked[i], kinds[i] = _replay(qs[i], cal)
     return metrics_for(ranked, kinds, [q.gold for q in qs])
